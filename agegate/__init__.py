@@ -1,0 +1,38 @@
+"""agegate: age gating and child-data remediation for an AI video-generation platform."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from flask import Flask
+
+try:
+    __version__ = version("agegate")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+source"
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the WSGI application; settings come from defaults, AGEGATE_* and `overrides`."""
+    from agegate import health, migrations
+    from agegate.api import create_api
+    from agegate.extensions import db, store
+    from agegate.settings import load_settings
+
+    settings = load_settings(overrides)
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.extensions["agegate.settings"] = settings
+
+    db.init_app(app, settings)
+    if settings.embedded:
+        # The embedded default sets itself up: a fresh machine needs no separate step.
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        migrations.upgrade(app.extensions["agegate.engine"])
+    store.init_app(app, settings, app.extensions["agegate.engine"])
+
+    api = create_api(app, __version__)
+    api.register_blueprint(health.blp)
+    return app

@@ -1,0 +1,102 @@
+"""The flask-smorest Api, adapted: problem details for every error, bearer-key security in the spec,
+and the docs page served from assets installed with the package (no internet needed)."""
+
+from __future__ import annotations
+
+import http
+from typing import Any
+
+import flask_smorest
+import marshmallow as ma
+from apispec import BasePlugin
+from flask import Blueprint, Flask, send_from_directory
+from flask.typing import ResponseReturnValue
+from flask_smorest.utils import prepare_response
+from swagger_ui_bundle import swagger_ui_path
+from werkzeug.exceptions import HTTPException
+
+from agegate import errors
+
+SWAGGER_ASSETS_URL = "/docs/assets/"
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details, as every agegate error is rendered."""
+
+    class Meta:
+        unknown = ma.INCLUDE  # problem types may add extension members
+
+    type = ma.fields.String(metadata={"example": "about:blank"})
+    title = ma.fields.String(required=True)
+    status = ma.fields.Integer(required=True)
+    detail = ma.fields.String(required=True)
+    instance = ma.fields.String()
+    code = ma.fields.String(required=True, metadata={"description": "stable, snake_case"})
+    errors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        metadata={"description": "422 only: field → messages"},
+    )
+
+
+class SecurityResponsesPlugin(BasePlugin):
+    """Every operation that needs a key documents its 401 and 403."""
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        for operation in (operations or {}).values():
+            if operation.get("security"):
+                responses = operation.setdefault("responses", {})
+                responses.setdefault("401", "UNAUTHORIZED")
+                responses.setdefault("403", "FORBIDDEN")
+                responses.setdefault("429", "TOO_MANY_REQUESTS")
+
+
+class Api(flask_smorest.Api):  # type: ignore[misc]
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_error_handlers(self) -> None:
+        errors.init_app(self._app)
+
+    def handle_http_exception(self, error: HTTPException) -> ResponseReturnValue:
+        # flask-smorest's own handler rebuilds the response and drops the exception's headers,
+        # the Allow header of a 405 among them (RFC 9110 §15.5.6 requires it): ours keeps them.
+        return errors.render_http_exception(error)
+
+    def _register_responses(self) -> None:
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, errors.PROBLEM_MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        default = {"description": "Any other error", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, errors.PROBLEM_MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
+
+
+def create_api(app: Flask, version: str) -> Api:
+    app.config.update(
+        API_TITLE="agegate",
+        API_VERSION=version,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_ASSETS_URL,
+    )
+    api = Api(app, spec_kwargs={"extra_plugins": [SecurityResponsesPlugin()]})
+    api.spec.components.security_scheme(
+        "bearerAuth",
+        {"type": "http", "scheme": "bearer", "description": "An API key from `agegate keys create`"},
+    )
+    assets = Blueprint("docs_assets", __name__)
+
+    @assets.get(SWAGGER_ASSETS_URL + "<path:filename>")
+    def docs_asset(filename: str) -> ResponseReturnValue:
+        return send_from_directory(str(swagger_ui_path), filename, max_age=3600)
+
+    docs_asset.required_scope = None  # type: ignore[attr-defined]
+    app.register_blueprint(assets)
+    return api

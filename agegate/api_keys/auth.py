@@ -1,0 +1,109 @@
+"""The edge's guard: bearer key → principal → scope → accepted body type, before any view runs."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+from flask_smorest import Blueprint
+
+from agegate.api_keys.models import Scope
+from agegate.api_keys.service import Principal, authenticate
+from agegate.db import SQLITE_BEGIN
+from agegate.errors import AuthenticationError, PermissionDeniedError, UnsupportedMediaTypeError
+from agegate.extensions import db
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# How long a verified key is trusted without asking the database again: a revoked key stops
+# working on every process within this many seconds.
+KEY_CACHE_SECONDS = 5.0
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _KeyCache:
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, digest: str, principal: Principal) -> None:
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[digest] = (principal, time.monotonic() + KEY_CACHE_SECONDS)
+
+
+def requires(scope: Scope, *, accepts: tuple[str, ...] = ("application/json",)) -> Callable[[F], F]:
+    """Guard a view: a valid key (401), with `scope` (403), sending an accepted body type (415)."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            principal = current_principal()
+            if scope.value not in principal.scopes:
+                raise PermissionDeniedError(f"this key does not have the scope {scope.value!r}")
+            _check_body_type(accepts)
+            return view(*args, **kwargs)
+
+        guarded.required_scope = scope  # type: ignore[attr-defined]
+        documented: F = Blueprint.doc(security=[{"bearerAuth": [scope.value]}])(guarded)
+        return documented
+
+    return decorator
+
+
+def public(view: F) -> F:
+    """Mark a view as open to anyone (documented with no security requirement)."""
+    view.required_scope = None  # type: ignore[attr-defined]
+    documented: F = Blueprint.doc(security=[])(view)
+    return documented
+
+
+def current_principal() -> Principal:
+    """The caller of this request, authenticated once and cached on `g`."""
+    principal: Principal | None = g.get("principal")
+    if principal is not None:
+        return principal
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise AuthenticationError("send an API key: Authorization: Bearer <key>")
+    principal = _lookup(presented.strip())
+    if principal is None:
+        raise AuthenticationError("the API key is not valid (unknown, revoked or malformed)")
+    g.principal = principal
+    return principal
+
+
+def _lookup(presented: str) -> Principal | None:
+    cache: _KeyCache = current_app.extensions.setdefault("agegate.key_cache", _KeyCache())
+    digest = hashlib.sha256(presented.encode()).hexdigest()
+    principal = cache.get(digest)
+    if principal is None:
+        # A short read of its own, so the request's transaction has not begun yet.
+        with db.engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"}) as conn:
+            principal = authenticate(conn, presented)
+        if principal is not None:
+            cache.put(digest, principal)
+    return principal
+
+
+def _check_body_type(accepts: tuple[str, ...]) -> None:
+    if request.method not in _BODY_METHODS:
+        return
+    has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding")
+    if has_body and request.mimetype not in accepts:
+        raise UnsupportedMediaTypeError(
+            f"send the body as {' or '.join(accepts)} (got {request.mimetype or 'no type'})"
+        )

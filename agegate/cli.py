@@ -1,0 +1,142 @@
+"""The `agegate` command, built on Flask's CLI."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+
+import click
+from flask.cli import FlaskGroup, with_appcontext
+
+from agegate import create_app, migrations
+from agegate.api_keys import service as api_keys
+from agegate.api_keys.models import Scope
+from agegate.audit import service as audit
+from agegate.errors import AgegateError
+from agegate.extensions import db
+from agegate.settings import SettingsError, load_settings
+
+
+def cli_actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+@click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False, load_dotenv=False)
+def cli() -> None:
+    """agegate: age checks, the jurisdiction table and child-data remediation."""
+
+
+@cli.command()
+@click.option("--bind", default=None, metavar="HOST:PORT", help="Address to listen on.")
+def serve(bind: str | None) -> None:
+    """Run the service (gunicorn; the embedded default needs no configuration)."""
+    from agegate.serving import serve as run_server
+
+    run_server(load_settings(), bind)
+
+
+@cli.group("db")
+def db_group() -> None:
+    """The database schema."""
+
+
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from agegate.db import make_engine
+
+    settings = load_settings()
+    if settings.embedded:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url, 1)
+    try:
+        migrations.upgrade(engine)
+    finally:
+        engine.dispose()
+    click.echo("database schema is up to date")
+
+
+@cli.group()
+def keys() -> None:
+    """API keys for the signup flow, trust and safety, and legal."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who the key is for, e.g. signup-flow.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice([s.value for s in Scope]),
+    help="Repeat for each scope.",
+)
+@with_appcontext
+def keys_create(name: str, scopes: tuple[str, ...]) -> None:
+    """Create a key; it is printed once, alone on the last line."""
+    with db.new_session() as session:
+        _, plaintext = api_keys.create_key(session, name=name, scopes=scopes, actor=cli_actor())
+        session.commit()
+    click.echo(f"created key {name!r} with scopes: {', '.join(scopes)}")
+    click.echo("it is shown only now; store it in your secret manager:")
+    click.echo(plaintext)
+
+
+@keys.command("list")
+@with_appcontext
+def keys_list() -> None:
+    """Every key with its scopes and state (never the key itself)."""
+    with db.new_session() as session:
+        rows = api_keys.list_keys(session)
+    if not rows:
+        click.echo("no keys yet: agegate keys create --name NAME --scope SCOPE")
+    for key in rows:
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}Z" if key.revoked_at else "live"
+        click.echo(f"{key.name}\t{state}\t{' '.join(key.scopes)}\tcreated {key.created_at:%Y-%m-%d}")
+
+
+@keys.command("revoke")
+@click.argument("name")
+@with_appcontext
+def keys_revoke(name: str) -> None:
+    """Revoke the live key with this name (effective everywhere within seconds)."""
+    with db.new_session() as session:
+        api_keys.revoke_key(session, name=name, actor=cli_actor())
+        session.commit()
+    click.echo(f"revoked key {name!r}")
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit log."""
+
+
+@audit_group.command("verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Check every link of the chain; exit 1 at the first broken one."""
+    with db.new_session() as session:
+        result = audit.verify(session)
+    if not result.ok:
+        click.echo(f"audit chain BROKEN at event {result.broken_at}: {result.problem}", err=True)
+        click.echo(f"{result.events} events before it verified", err=True)
+        sys.exit(1)
+    click.echo(f"audit chain intact: {result.events} events verified")
+
+
+def main() -> None:
+    """Console entry point: domain and settings errors become one clear line and exit 2."""
+    try:
+        exit_code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except SettingsError as exc:
+        click.echo(f"agegate: {exc}", err=True)
+        sys.exit(2)
+    except AgegateError as exc:
+        click.echo(f"agegate: {exc.detail}", err=True)
+        sys.exit(2)
+    sys.exit(exit_code if isinstance(exit_code, int) else 0)

@@ -1,0 +1,176 @@
+"""Settings: defaults from config/defaults.toml, then AGEGATE_* environment, then overrides.
+
+Every value is validated once, at start-up; a bad one stops the process with a message that
+names the variable and says what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "AGEGATE_"
+_PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+class SettingsError(Exception):
+    """One or more settings are invalid; the message lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str | None
+    var_dir: Path
+    secret_key: bytes
+    db_pool_size: int
+    redis_pool_size: int
+    max_request_bytes: int
+    log_level: str
+
+    @property
+    def embedded(self) -> bool:
+        """True when agegate runs on its embedded SQLite database."""
+        return self.database_url.startswith("sqlite")
+
+
+def config_dir() -> Path:
+    """The folder holding defaults.toml and the other shipped configuration."""
+    configured = os.environ.get(ENV_PREFIX + "CONFIG_DIR")
+    if configured:
+        return Path(configured)
+    if _PACKAGE_CONFIG_DIR.is_dir():
+        return _PACKAGE_CONFIG_DIR
+    return Path.cwd() / "config"
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build validated settings; raise SettingsError listing every bad value."""
+    environ = os.environ if environ is None else environ
+    raw = _read_defaults()
+    for field in fields(Settings):
+        env_name = ENV_PREFIX + field.name.upper()
+        if env_name in environ:
+            raw[field.name] = environ[env_name]
+    raw.update(overrides or {})
+
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for name, parse in _PARSERS.items():
+        try:
+            values[name] = parse(raw.get(name))
+        except ValueError as exc:
+            problems.append(f"{ENV_PREFIX}{name.upper()}: {exc}")
+    if problems:
+        raise SettingsError(problems)
+
+    var_dir: Path = values["var_dir"]
+    if not values["database_url"]:
+        values["database_url"] = f"sqlite:///{(var_dir / 'agegate.db').resolve()}"
+    if not values["secret_key"]:
+        if not values["database_url"].startswith("sqlite"):
+            raise SettingsError(
+                [f"{ENV_PREFIX}SECRET_KEY: required when the database is not the embedded SQLite"]
+            )
+        values["secret_key"] = _embedded_secret(var_dir)
+    return Settings(**values)
+
+
+def _read_defaults() -> dict[str, Any]:
+    path = config_dir() / "defaults.toml"
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError([f"{path}: defaults file not found (set AGEGATE_CONFIG_DIR)"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError([f"{path}: {exc}"]) from None
+
+
+def _embedded_secret(var_dir: Path) -> bytes:
+    """Read, or create on first start, the embedded default's secret key file."""
+    path = var_dir / "secret.key"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip().encode()
+
+
+def _database_url(value: Any) -> str:
+    text = str(value or "").strip()
+    if not text:
+        return ""
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise ValueError("not a database URL (expected postgresql://… or sqlite:///…)") from None
+    if url.get_backend_name() not in ("postgresql", "sqlite"):
+        raise ValueError(f"unsupported database {url.get_backend_name()!r}: use postgresql or sqlite")
+    if url.get_backend_name() == "postgresql":
+        # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def _redis_url(value: Any) -> str | None:
+    text = str(value or "").strip()
+    if not text:
+        return None
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("not a Redis URL (expected redis://host:port/db)")
+    return text
+
+
+def _secret_key(value: Any) -> bytes:
+    text = str(value or "").strip()
+    if text and len(text) < 32:
+        raise ValueError("too short: use at least 32 random characters")
+    return text.encode()
+
+
+def _int_between(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"not a whole number: {value!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"{number} is outside {low}..{high}")
+        return number
+
+    return parse
+
+
+def _log_level(value: Any) -> str:
+    level = str(value or "").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError(f"{value!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "database_url": _database_url,
+    "redis_url": _redis_url,
+    "var_dir": lambda value: Path(str(value or "var")),
+    "secret_key": _secret_key,
+    "db_pool_size": _int_between(1, 200),
+    "redis_pool_size": _int_between(1, 1000),
+    "max_request_bytes": _int_between(1024, 100 * 1024 * 1024),
+    "log_level": _log_level,
+}
