@@ -89,7 +89,11 @@ def create_api(app: Flask, version: str) -> Api:
     api = Api(app, spec_kwargs={"extra_plugins": [SecurityResponsesPlugin()]})
     api.spec.components.security_scheme(
         "bearerAuth",
-        {"type": "http", "scheme": "bearer", "description": "An API key from `agegate keys create`"},
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key from `agegate keys create`",
+        },
     )
     assets = Blueprint("docs_assets", __name__)
 

@@ -92,7 +92,9 @@ def keys_list() -> None:
         click.echo("no keys yet: agegate keys create --name NAME --scope SCOPE")
     for key in rows:
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}Z" if key.revoked_at else "live"
-        click.echo(f"{key.name}\t{state}\t{' '.join(key.scopes)}\tcreated {key.created_at:%Y-%m-%d}")
+        click.echo(
+            f"{key.name}\t{state}\t{' '.join(key.scopes)}\tcreated {key.created_at:%Y-%m-%d}"
+        )
 
 
 @keys.command("revoke")

@@ -158,7 +158,9 @@ def render_http_exception(error: HTTPException) -> Response:
     data = getattr(error, "data", None) or {}
     messages = data.get("messages")
     if status == 400 and messages is not None:
-        return problem(400, "malformed_json", "The request body is not valid JSON.", headers=headers)
+        return problem(
+            400, "malformed_json", "The request body is not valid JSON.", headers=headers
+        )
     if status == 422 and messages is not None:
         return problem(
             422,

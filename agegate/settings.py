@@ -121,7 +121,9 @@ def _database_url(value: Any) -> str:
     except ArgumentError:
         raise ValueError("not a database URL (expected postgresql://… or sqlite:///…)") from None
     if url.get_backend_name() not in ("postgresql", "sqlite"):
-        raise ValueError(f"unsupported database {url.get_backend_name()!r}: use postgresql or sqlite")
+        raise ValueError(
+            f"unsupported database {url.get_backend_name()!r}: use postgresql or sqlite"
+        )
     if url.get_backend_name() == "postgresql":
         # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
         url = url.set(drivername="postgresql+psycopg")

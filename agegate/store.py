@@ -119,7 +119,7 @@ class SQLStore:
         excluded = stmt.excluded
         live = StoreEntry.expires_at > now
         # Values are text (the interface is Redis-like); the counter is cast and cast back.
-        stmt = stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=[StoreEntry.key],
             set_={
                 "value": cast(case((live, cast(StoreEntry.value, Integer) + 1), else_=1), Text),
@@ -127,7 +127,7 @@ class SQLStore:
             },
         ).returning(StoreEntry.value)
         with self.engine.begin() as conn:
-            return int(conn.execute(stmt).scalar_one())
+            return int(conn.execute(upsert).scalar_one())
 
     def delete(self, key: str) -> None:
         with self.engine.begin() as conn:

@@ -92,7 +92,11 @@ def database_url(backend: Backend, tmp_path: Path) -> Iterator[str]:
 def _empty_postgres(url: str) -> None:
     engine = make_engine(url, 1)
     try:
-        tables = [t for t in inspect(engine).get_table_names() if t not in ("alembic_version", "audit_head")]
+        tables = [
+            t
+            for t in inspect(engine).get_table_names()
+            if t not in ("alembic_version", "audit_head")
+        ]
         with engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
             conn.execute(text(f"UPDATE audit_head SET last_seq = 0, last_hash = '{'0' * 64}'"))
@@ -123,12 +127,25 @@ def settings_overrides(database_url: str, redis_url: str | None, tmp_path: Path)
 
 
 @pytest.fixture
-def app(settings_overrides: dict[str, Any]) -> Iterator[Flask]:
-    application = create_app(settings_overrides)
-    application.config["TESTING"] = True
-    yield application
-    engine: Engine = application.extensions["agegate.engine"]
-    engine.dispose()
+def app_factory(settings_overrides: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
+    """app_factory(redis_url=...) → an app with those settings changed; disposed afterwards."""
+    made: list[Flask] = []
+
+    def make(**changes: Any) -> Flask:
+        application = create_app({**settings_overrides, **changes})
+        application.config["TESTING"] = True
+        made.append(application)
+        return application
+
+    yield make
+    for application in made:
+        engine: Engine = application.extensions["agegate.engine"]
+        engine.dispose()
+
+
+@pytest.fixture
+def app(app_factory: Callable[..., Flask]) -> Flask:
+    return app_factory()
 
 
 @pytest.fixture

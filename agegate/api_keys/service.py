@@ -43,7 +43,9 @@ def create_key(
     if not NAME_PATTERN.fullmatch(name):
         raise ValidationError(
             "invalid key name",
-            errors={"name": ["use 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"]},
+            errors={
+                "name": ["use 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"]
+            },
         )
     if session.scalar(select(ApiKey.id).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))):
         raise ConflictError(f"a live key named {name!r} exists; revoke it first", code="key_exists")

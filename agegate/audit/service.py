@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -79,8 +80,13 @@ class VerifyResult:
 
 def verify(session: Session) -> VerifyResult:
     """Walk the chain in order; report the first event whose link or content does not hold."""
+    with closing(_events(session)) as events:
+        return _walk(session, events)
+
+
+def _walk(session: Session, events: Iterator[AuditEvent]) -> VerifyResult:
     expected_prev, expected_seq, count = GENESIS_HASH, 1, 0
-    for entry in _events(session):
+    for entry in events:
         if entry.seq != expected_seq:
             return VerifyResult(count, expected_seq, f"event {expected_seq} is missing")
         if entry.prev_hash != expected_prev:
@@ -88,7 +94,9 @@ def verify(session: Session) -> VerifyResult:
                 count, entry.seq, f"event {entry.seq} does not link to event {entry.seq - 1}"
             )
         if event_hash(entry) != entry.hash:
-            return VerifyResult(count, entry.seq, f"event {entry.seq} was changed after it was written")
+            return VerifyResult(
+                count, entry.seq, f"event {entry.seq} was changed after it was written"
+            )
         expected_prev, expected_seq, count = entry.hash, entry.seq + 1, count + 1
     head = session.get(AuditHead, 1)
     if head is None or head.last_seq != count or head.last_hash != expected_prev:
@@ -98,9 +106,13 @@ def verify(session: Session) -> VerifyResult:
     return VerifyResult(count)
 
 
-def _events(session: Session) -> Iterator[AuditEvent]:
+def _events(session: Session) -> Generator[AuditEvent]:
     query = select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000)
-    for entry in session.scalars(query):
-        yield entry
-        session.expunge(entry)
-
+    result = session.scalars(query)
+    try:
+        for entry in result:
+            yield entry
+            session.expunge(entry)
+    finally:
+        # verify() may stop at a broken link: release PostgreSQL's server-side cursor now.
+        result.close()

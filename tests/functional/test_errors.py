@@ -61,16 +61,24 @@ def test_405_keeps_the_allow_header(client: FlaskClient) -> None:
     assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "OPTIONS"}
 
 
-def test_malformed_json_is_400(probe_client: FlaskClient, make_key: Callable[..., dict[str, str]]) -> None:
+def test_malformed_json_is_400(
+    probe_client: FlaskClient, make_key: Callable[..., dict[str, str]]
+) -> None:
     response = probe_client.post(
-        "/_probe/echo", data='{"name": "ab", ', headers={**make_key("cases:write"), "Content-Type": "application/json"}
+        "/_probe/echo",
+        data='{"name": "ab", ',
+        headers={**make_key("cases:write"), "Content-Type": "application/json"},
     )
     assert_problem(response, 400, "malformed_json")
 
 
-def test_wrong_media_type_is_415(probe_client: FlaskClient, make_key: Callable[..., dict[str, str]]) -> None:
+def test_wrong_media_type_is_415(
+    probe_client: FlaskClient, make_key: Callable[..., dict[str, str]]
+) -> None:
     response = probe_client.post(
-        "/_probe/echo", data="name=ab", headers={**make_key("cases:write"), "Content-Type": "application/x-www-form-urlencoded"}
+        "/_probe/echo",
+        data="name=ab",
+        headers={**make_key("cases:write"), "Content-Type": "application/x-www-form-urlencoded"},
     )
     body = assert_problem(response, 415, "unsupported_media_type")
     assert "application/json" in str(body["detail"])
@@ -90,22 +98,32 @@ def test_validation_is_422_with_errors_per_field(
     assert "far-too-long" not in response.get_data(as_text=True)
 
 
-def test_valid_body_passes(probe_client: FlaskClient, make_key: Callable[..., dict[str, str]]) -> None:
-    response = probe_client.post("/_probe/echo", json={"name": "ab", "count": 2}, headers=make_key("cases:write"))
+def test_valid_body_passes(
+    probe_client: FlaskClient, make_key: Callable[..., dict[str, str]]
+) -> None:
+    response = probe_client.post(
+        "/_probe/echo", json={"name": "ab", "count": 2}, headers=make_key("cases:write")
+    )
     assert response.status_code == 200
     assert response.get_json() == {"name": "ab", "count": 2}
 
 
-def test_too_large_body_is_413(app: Flask, probe_client: FlaskClient, make_key: Callable[..., dict[str, str]]) -> None:
+def test_too_large_body_is_413(
+    app: Flask, probe_client: FlaskClient, make_key: Callable[..., dict[str, str]]
+) -> None:
     size = app.config["MAX_CONTENT_LENGTH"] + 1
     response = probe_client.post(
-        "/_probe/echo", data=b"x" * size, headers={**make_key("cases:write"), "Content-Type": "application/json"}
+        "/_probe/echo",
+        data=b"x" * size,
+        headers={**make_key("cases:write"), "Content-Type": "application/json"},
     )
     assert_problem(response, 413, "payload_too_large")
 
 
 def test_500_never_echoes_the_exception(
-    probe_client: FlaskClient, make_key: Callable[..., dict[str, str]], caplog: pytest.LogCaptureFixture
+    probe_client: FlaskClient,
+    make_key: Callable[..., dict[str, str]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     response = probe_client.get("/_probe/boom", headers=make_key("cases:read"))
     assert_problem(response, 500, "internal_error")

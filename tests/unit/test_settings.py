@@ -50,7 +50,14 @@ def test_every_bad_value_is_reported_at_once() -> None:
         load_settings(environ=environ)
 
     text = str(caught.value)
-    for name in ("DATABASE_URL", "REDIS_URL", "DB_POOL_SIZE", "MAX_REQUEST_BYTES", "LOG_LEVEL", "SECRET_KEY"):
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "DB_POOL_SIZE",
+        "MAX_REQUEST_BYTES",
+        "LOG_LEVEL",
+        "SECRET_KEY",
+    ):
         assert f"AGEGATE_{name}:" in text
     assert "s3cr3t" not in text  # a secret is never echoed, not even a bad one
 

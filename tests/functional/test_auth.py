@@ -1,0 +1,120 @@
+"""Walk every endpoint with no key, a bad key, a revoked key and every single scope."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.routing import Rule
+from werkzeug.test import TestResponse
+
+from agegate.api_keys.models import Scope
+
+# Served by flask-smorest and our docs assets: public by design.
+DOC_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui", "docs_assets.docs_asset"}
+SAMPLE_PATH_VALUES = {"filename": "swagger-ui.css"}
+
+
+def _operations(app: Flask) -> Iterator[tuple[Rule, str]]:
+    for rule in app.url_map.iter_rules():
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            yield rule, method
+
+
+def _url(rule: Rule) -> str:
+    return rule.build({arg: SAMPLE_PATH_VALUES.get(arg, "XX") for arg in rule.arguments})[1]
+
+
+def _call(client: FlaskClient, method: str, url: str, headers: dict[str, str]) -> TestResponse:
+    body = {} if method in ("POST", "PUT", "PATCH") else None
+    response = client.open(url, method=method, json=body, headers=headers)
+    response.close()  # file responses (docs assets) hold an open file until closed
+    return response
+
+
+def test_every_endpoint_declares_who_may_call_it(app: Flask) -> None:
+    undeclared = [
+        rule.endpoint
+        for rule, _ in _operations(app)
+        if rule.endpoint not in DOC_ENDPOINTS
+        and not hasattr(app.view_functions[rule.endpoint], "required_scope")
+    ]
+    assert undeclared == []
+
+
+def test_every_endpoint_answers_each_scope_as_declared(
+    app: Flask, client: FlaskClient, make_key: Callable[..., dict[str, str]]
+) -> None:
+    keys = {scope: make_key(scope.value) for scope in Scope}
+    seen_scoped = 0
+    for rule, method in _operations(app):
+        view = app.view_functions[rule.endpoint]
+        required: Scope | None = getattr(view, "required_scope", None)
+        url = _url(rule)
+        if required is None:
+            assert _call(client, method, url, {}).status_code < 400, (method, url)
+            continue
+        seen_scoped += 1
+        anonymous = _call(client, method, url, {})
+        assert anonymous.status_code == 401, (method, url)
+        assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+        forged = _call(
+            client, method, url, {"Authorization": "Bearer agk_0000000000000000_" + "A" * 43}
+        )
+        assert forged.status_code == 401, (method, url)
+        for scope, headers in keys.items():
+            status = _call(client, method, url, headers).status_code
+            if scope is required:
+                assert status not in (401, 403), (method, url, scope)
+            else:
+                assert status == 403, (method, url, scope, status)
+    assert seen_scoped == sum(
+        1
+        for r, _ in _operations(app)
+        if getattr(app.view_functions[r.endpoint], "required_scope", None)
+    )
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer not-a-key", "Token agk_x"],
+)
+def test_malformed_authorization_is_401(app: Flask, header: str) -> None:
+    from agegate.api_keys.auth import current_principal
+    from agegate.errors import AuthenticationError
+
+    with (
+        app.test_request_context(headers={"Authorization": header}),
+        pytest.raises(AuthenticationError),
+    ):
+        current_principal()
+
+
+def test_key_is_stored_hashed_and_revocation_takes_effect(
+    app: Flask, make_key: Callable[..., dict[str, str]]
+) -> None:
+    from sqlalchemy import select
+
+    from agegate.api_keys import service
+    from agegate.api_keys.models import ApiKey
+    from agegate.extensions import db
+
+    headers = make_key("cases:read")
+    plaintext = headers["Authorization"].removeprefix("Bearer ")
+
+    def authenticate(presented: str) -> object:
+        with db.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+            return service.authenticate(conn, presented)
+
+    with app.app_context(), db.new_session() as s:
+        stored = s.scalars(select(ApiKey)).one()
+        assert plaintext not in (stored.secret_sha256, stored.lookup_id)
+        assert plaintext.split("_", 2)[2] not in repr(stored.__dict__)
+        assert authenticate(plaintext) is not None
+        # A key that differs in its last character is no key at all.
+        assert authenticate(plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B")) is None
+        service.revoke_key(s, name=stored.name, actor="test")
+        s.commit()
+        assert authenticate(plaintext) is None

@@ -1,0 +1,78 @@
+"""The agegate command as an operator uses it."""
+
+from __future__ import annotations
+
+from flask import Flask
+from sqlalchemy import text
+
+from agegate.cli import cli
+from agegate.extensions import db
+
+
+def test_keys_create_prints_the_key_last_and_it_works(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        cli,
+        [
+            "keys",
+            "create",
+            "--name",
+            "legal",
+            "--scope",
+            "jurisdictions:read",
+            "--scope",
+            "jurisdictions:write",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    key = result.output.strip().splitlines()[-1]
+    assert key.startswith("agk_") and " " not in key
+
+    listed = runner.invoke(cli, ["keys", "list"])
+    assert "legal\tlive\tjurisdictions:read jurisdictions:write" in listed.output
+    assert key not in listed.output
+
+    revoked = runner.invoke(cli, ["keys", "revoke", "legal"])
+    assert revoked.exit_code == 0
+    assert "legal\trevoked" in runner.invoke(cli, ["keys", "list"]).output
+    # Nothing live has that name now; revoking again says so.
+    again = runner.invoke(cli, ["keys", "revoke", "legal"])
+    assert again.exit_code != 0
+
+
+def test_keys_create_rejects_unknown_scopes_and_duplicate_names(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    bad = runner.invoke(cli, ["keys", "create", "--name", "x", "--scope", "everything"])
+    assert bad.exit_code == 2 and "everything" in bad.output
+    assert (
+        runner.invoke(cli, ["keys", "create", "--name", "x", "--scope", "cases:read"]).exit_code
+        == 0
+    )
+    duplicate = runner.invoke(cli, ["keys", "create", "--name", "x", "--scope", "cases:read"])
+    assert duplicate.exit_code != 0
+
+
+def test_audit_verify_reports_intact_then_broken(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    runner.invoke(cli, ["keys", "create", "--name", "a", "--scope", "cases:read"])
+    runner.invoke(cli, ["keys", "revoke", "a"])
+    ok = runner.invoke(cli, ["audit", "verify"])
+    assert ok.exit_code == 0
+    assert "intact: 2 events" in ok.output
+
+    with app.app_context(), db.new_session() as s:
+        postgres = s.get_bind().dialect.name == "postgresql"
+        if postgres:
+            s.execute(text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only"))
+        else:  # each SQLite test has a database file of its own
+            s.execute(text("DROP TRIGGER audit_events_no_update"))
+        s.execute(text("UPDATE audit_events SET subject_id = 'b' WHERE seq = 1"))
+        s.commit()
+        try:
+            broken = runner.invoke(cli, ["audit", "verify"])
+        finally:
+            if postgres:  # the PostgreSQL schema is shared by the whole run
+                s.execute(text("ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only"))
+                s.commit()
+    assert broken.exit_code == 1
+    assert "BROKEN at event 1" in broken.output
