@@ -23,3 +23,6 @@ loglevel = os.environ.get("AGEGATE_LOG_LEVEL", "info").lower()
 # Request bodies are read in full before a view sees them; cap header sizes as well.
 limit_request_line = 8190
 limit_request_fields = 100
+# gunicorn's control socket lives in $HOME by default, so two servers on one machine would
+# share it; agegate is managed by signals and its process manager instead.
+control_socket_disable = True
