@@ -19,6 +19,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from agegate import health, migrations
     from agegate.api import create_api
     from agegate.extensions import db, store
+    from agegate.jurisdictions import cache as jurisdictions_cache
+    from agegate.jurisdictions import page as jurisdiction_page
+    from agegate.jurisdictions import views as jurisdiction_views
+    from agegate.jurisdictions.seed import seed_shipped_table
     from agegate.settings import load_settings
 
     settings = load_settings(overrides)
@@ -33,6 +37,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         migrations.upgrade(app.extensions["agegate.engine"])
     store.init_app(app, settings, app.extensions["agegate.engine"])
 
+    jurisdictions_cache.init_app(app, app.extensions["agegate.engine"], store.current_for(app))
+    if settings.seed_jurisdictions:
+        with app.app_context():
+            seed_shipped_table()
+
     api = create_api(app, __version__)
     api.register_blueprint(health.blp)
+    api.register_blueprint(jurisdiction_views.blp)
+    api.register_blueprint(jurisdiction_page.blp)
     return app

@@ -14,6 +14,7 @@ from agegate.api_keys.models import Scope
 from agegate.audit import service as audit
 from agegate.errors import AgegateError
 from agegate.extensions import db
+from agegate.jurisdictions import commands as jurisdictions_commands
 from agegate.settings import SettingsError, load_settings
 
 
@@ -124,6 +125,9 @@ def audit_verify() -> None:
         click.echo(f"{result.events} events before it verified", err=True)
         sys.exit(1)
     click.echo(f"audit chain intact: {result.events} events verified")
+
+
+cli.add_command(jurisdictions_commands.jurisdictions)
 
 
 def main() -> None:

@@ -67,6 +67,10 @@ class StoreHolder:
             store = SQLStore(engine)
         app.extensions["agegate.store"] = store
 
+    def current_for(self, app: Flask) -> Store:
+        store: Store = app.extensions["agegate.store"]
+        return store
+
     @property
     def current(self) -> Store:
         store: Store = current_app.extensions["agegate.store"]

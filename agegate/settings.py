@@ -39,6 +39,7 @@ class Settings:
     redis_pool_size: int
     max_request_bytes: int
     log_level: str
+    seed_jurisdictions: bool
 
     @property
     def embedded(self) -> bool:
@@ -166,6 +167,17 @@ def _log_level(value: Any) -> str:
     return level
 
 
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean (true or false)")
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "database_url": _database_url,
     "redis_url": _redis_url,
@@ -175,4 +187,5 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "redis_pool_size": _int_between(1, 1000),
     "max_request_bytes": _int_between(1024, 100 * 1024 * 1024),
     "log_level": _log_level,
+    "seed_jurisdictions": _bool,
 }

@@ -123,6 +123,7 @@ def settings_overrides(database_url: str, redis_url: str | None, tmp_path: Path)
         "redis_url": redis_url or "",
         "secret_key": TEST_SECRET,
         "var_dir": str(tmp_path / "var"),
+        "seed_jurisdictions": False,
     }
 
 
