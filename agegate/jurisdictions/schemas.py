@@ -18,19 +18,20 @@ _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 def parse_instant(text: str) -> datetime:
     """`2025-01-01` → 2025-01-01T00:00+14:00; a timestamp must carry its offset."""
     text = text.strip()
-    if _DATE_ONLY.fullmatch(text):
-        return datetime.combine(date.fromisoformat(text), time(), EARLIEST_ZONE).astimezone(UTC)
     try:
+        if _DATE_ONLY.fullmatch(text):
+            day = date.fromisoformat(text)
+            return datetime.combine(day, time(), EARLIEST_ZONE).astimezone(UTC)
         instant = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        if instant.tzinfo is None:
+            raise ma.ValidationError(
+                "a timestamp needs an offset (e.g. +01:00 or Z), or give a bare date"
+            )
+        return instant.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ma.ValidationError(
-            "not an ISO 8601 date (YYYY-MM-DD) or timestamp with offset"
+            "not a valid ISO 8601 date (YYYY-MM-DD) or timestamp with offset"
         ) from None
-    if instant.tzinfo is None:
-        raise ma.ValidationError(
-            "a timestamp needs an offset (e.g. +01:00 or Z), or give a bare date"
-        )
-    return instant.astimezone(UTC)
 
 
 def format_instant(instant: datetime) -> str:
