@@ -15,6 +15,7 @@ from agegate.audit import service as audit
 from agegate.errors import ConflictError, NotFoundError, ValidationError
 from agegate.jurisdictions.models import DEFAULT_CODE, JurisdictionRule, RuleStatus
 from agegate.jurisdictions.rules import RuleTable, RuleVersion
+from agegate.jurisdictions.schemas import format_instant
 
 __all__ = ["RuleInput", "RuleVersion"]
 
@@ -249,7 +250,7 @@ def snapshot(version: RuleVersion) -> dict[str, Any]:
         "code": version.code,
         "version": version.version,
         "minimum_age": version.minimum_age,
-        "effective_from": version.effective_from.isoformat(),
+        "effective_from": format_instant(version.effective_from),
         "status": version.status.value,
         "citation": version.citation,
         "notes": version.notes,

@@ -33,6 +33,7 @@ from agegate.jurisdictions.schemas import (
     RuleArgs,
     RuleListSchema,
     RuleSchema,
+    format_instant,
 )
 
 blp = Blueprint(
@@ -168,7 +169,7 @@ def import_report(plan: service.ImportPlan, *, dry_run: bool) -> dict[str, Any]:
         {
             "code": rule.code,
             "minimum_age": rule.minimum_age,
-            "effective_from": rule.effective_from.isoformat(),
+            "effective_from": format_instant(rule.effective_from),
             "status": rule.status.value,
             "before": None if before is None else service.snapshot(before),
         }
