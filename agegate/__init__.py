@@ -17,6 +17,8 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI application; settings come from defaults, AGEGATE_* and `overrides`."""
     from agegate import health, migrations
+    from agegate.age_checks import views as age_check_views
+    from agegate.age_checks.lockouts import Lockouts
     from agegate.api import create_api
     from agegate.extensions import db, store
     from agegate.jurisdictions import cache as jurisdictions_cache
@@ -37,7 +39,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         migrations.upgrade(app.extensions["agegate.engine"])
     store.init_app(app, settings, app.extensions["agegate.engine"])
 
-    jurisdictions_cache.init_app(app, app.extensions["agegate.engine"], store.current_for(app))
+    engine = app.extensions["agegate.engine"]
+    jurisdictions_cache.init_app(app, engine, store.current_for(app))
+    app.extensions["agegate.lockouts"] = Lockouts(
+        engine, store.current_for(app), settings.secret_key, settings.lockout_window_seconds
+    )
     if settings.seed_jurisdictions:
         with app.app_context():
             seed_shipped_table()
@@ -46,4 +52,5 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(health.blp)
     api.register_blueprint(jurisdiction_views.blp)
     api.register_blueprint(jurisdiction_page.blp)
+    api.register_blueprint(age_check_views.blp)
     return app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -72,6 +74,35 @@ def enum_column(enum_cls: type[enum.Enum]) -> SAEnum:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType}  # noqa: RUF012
+
+
+_AFTER_COMMIT = "agegate_after_commit"
+log = logging.getLogger(__name__)
+
+
+def call_after_commit(session: Session, hook: Callable[[], None]) -> None:
+    """Run `hook` once the session's current transaction has committed (dropped on rollback).
+
+    For work that must not happen unless the data it follows is durable, and that must not
+    hold the database's locks: Redis writes, wake-up messages.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(hook)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint: the real commit is yet to come
+        return
+    for hook in session.info.pop(_AFTER_COMMIT, []):
+        try:
+            hook()
+        except Exception:  # the commit stands; a hook is best-effort by contract
+            log.exception("after-commit hook failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
 
 
 def utcnow() -> datetime:

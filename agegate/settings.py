@@ -40,6 +40,8 @@ class Settings:
     max_request_bytes: int
     log_level: str
     seed_jurisdictions: bool
+    lockout_window_seconds: int
+    rate_limit_per_second: int
 
     @property
     def embedded(self) -> bool:
@@ -178,6 +180,23 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"{value!r} is not a boolean (true or false)")
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: Any) -> int:
+    """`24h`, `90m`, `3d`, `45s` or a number of seconds → seconds (at least 1)."""
+    text = str(value).strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:])
+    number = text[:-1] if unit else text
+    try:
+        seconds = int(number) * (unit or 1)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a duration (e.g. 24h, 90m, 3600s)") from None
+    if seconds < 1:
+        raise ValueError(f"{value!r} must be at least one second")
+    return seconds
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "database_url": _database_url,
     "redis_url": _redis_url,
@@ -188,4 +207,6 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_request_bytes": _int_between(1024, 100 * 1024 * 1024),
     "log_level": _log_level,
     "seed_jurisdictions": _bool,
+    "lockout_window_seconds": _duration,
+    "rate_limit_per_second": _int_between(1, 1_000_000),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,10 +16,16 @@ from flask_smorest import Blueprint
 from agegate.api_keys.models import Scope
 from agegate.api_keys.service import Principal, authenticate
 from agegate.db import SQLITE_BEGIN
-from agegate.errors import AuthenticationError, PermissionDeniedError, UnsupportedMediaTypeError
-from agegate.extensions import db
+from agegate.errors import (
+    AuthenticationError,
+    PermissionDeniedError,
+    RateLimitedError,
+    UnsupportedMediaTypeError,
+)
+from agegate.extensions import db, store
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
 
 # How long a verified key is trusted without asking the database again: a revoked key stops
 # working on every process within this many seconds.
@@ -53,6 +60,7 @@ def requires(scope: Scope, *, accepts: tuple[str, ...] = ("application/json",)) 
             principal = current_principal()
             if scope.value not in principal.scopes:
                 raise PermissionDeniedError(f"this key does not have the scope {scope.value!r}")
+            _check_rate(principal)
             _check_body_type(accepts)
             return view(*args, **kwargs)
 
@@ -97,6 +105,21 @@ def _lookup(presented: str) -> Principal | None:
         if principal is not None:
             cache.put(digest, principal)
     return principal
+
+
+def _check_rate(principal: Principal) -> None:
+    """A fixed one-second window per key, counted in the store (Redis in production)."""
+    limit: int = current_app.extensions["agegate.settings"].rate_limit_per_second
+    second = int(time.time())
+    try:
+        count = store.current.incr(f"rate:{principal.key_name}:{second}", ttl_seconds=2)
+    except Exception as exc:  # a rate limiter that is down must not take the service down
+        log.warning("rate limit not checked: store unavailable (%s)", type(exc).__name__)
+        return
+    if count > limit:
+        raise RateLimitedError(
+            f"more than {limit} requests per second with this key; slow down", retry_after=1
+        )
 
 
 def _check_body_type(accepts: tuple[str, ...]) -> None:

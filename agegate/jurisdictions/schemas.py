@@ -12,7 +12,7 @@ from agegate.jurisdictions.models import MAX_AGE, MIN_AGE_FLOOR, RuleStatus
 
 # A bare date means the first instant of that date anywhere on Earth: 00:00 at UTC+14.
 EARLIEST_ZONE = timezone(timedelta(hours=14))
-_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def parse_instant(text: str) -> datetime:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from agegate.audit import service as audit
 from agegate.errors import ConflictError, NotFoundError, ValidationError
+from agegate.jurisdictions import codes
 from agegate.jurisdictions.models import DEFAULT_CODE, JurisdictionRule, RuleStatus
 from agegate.jurisdictions.rules import RuleTable, RuleVersion
 from agegate.jurisdictions.schemas import format_instant
@@ -179,6 +180,38 @@ def seed_if_empty(
         now=now,
     )
     return True
+
+
+def resolve_place(country: str | None, subdivision: str | None) -> tuple[str | None, str | None]:
+    """Normalise a (country, subdivision) pair; the subdivision must belong to the country."""
+    country_code = None
+    if country:
+        try:
+            country_code = codes.normalize_country(country)
+        except codes.CodeError as exc:
+            raise ValidationError(
+                str(exc), errors={"country": [str(exc)]}, code="unknown_code"
+            ) from None
+    if not subdivision:
+        return country_code, None
+    try:
+        subdivision_code = codes.normalize(subdivision)
+    except codes.CodeError as exc:
+        raise ValidationError(
+            str(exc), errors={"subdivision": [str(exc)]}, code="unknown_code"
+        ) from None
+    owner = codes.country_of(subdivision_code)
+    if owner is None:
+        message = f"{subdivision_code!r} is not a subdivision code (e.g. CA-QC)"
+        raise ValidationError(message, errors={"subdivision": [message]}, code="unknown_code")
+    if country_code is None:
+        country_code = owner
+    if owner != country_code:
+        message = f"{subdivision_code} is a subdivision of {owner}, not of {country_code}"
+        raise ValidationError(
+            message, errors={"subdivision": [message]}, code="subdivision_country_mismatch"
+        )
+    return country_code, subdivision_code
 
 
 def _check_default(rule: RuleInput) -> None:

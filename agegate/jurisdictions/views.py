@@ -73,7 +73,7 @@ def list_rules(args: dict[str, Any]) -> dict[str, Any]:
 def resolve(args: dict[str, Any]) -> dict[str, Any]:
     """Which rule applies to a country (and subdivision) at an instant, and why."""
     on = args["on"] or utcnow()
-    country, subdivision = resolve_place(args["country"], args["subdivision"])
+    country, subdivision = service.resolve_place(args["country"], args["subdivision"])
     resolution = current_table().resolve(country, subdivision, on)
     steps = [
         {
@@ -85,33 +85,6 @@ def resolve(args: dict[str, Any]) -> dict[str, Any]:
         for s in resolution.steps
     ]
     return {"rule": resolution.rule, "matched": resolution.matched, "on": on, "steps": steps}
-
-
-def resolve_place(country: str | None, subdivision: str | None) -> tuple[str | None, str | None]:
-    """Normalise a (country, subdivision) pair; the subdivision must belong to the country."""
-    country_code = None
-    if country:
-        try:
-            country_code = codes.normalize_country(country)
-        except codes.CodeError as exc:
-            raise ValidationError(
-                str(exc), errors={"country": [str(exc)]}, code="unknown_code"
-            ) from None
-    if not subdivision:
-        return country_code, None
-    subdivision_code = _code(subdivision, "subdivision")
-    owner = codes.country_of(subdivision_code)
-    if owner is None:
-        message = f"{subdivision_code!r} is not a subdivision code (e.g. CA-QC)"
-        raise ValidationError(message, errors={"subdivision": [message]}, code="unknown_code")
-    if country_code is None:
-        country_code = owner
-    if owner != country_code:
-        message = f"{subdivision_code} is a subdivision of {owner}, not of {country_code}"
-        raise ValidationError(
-            message, errors={"subdivision": [message]}, code="subdivision_country_mismatch"
-        )
-    return country_code, subdivision_code
 
 
 @blp.get("/export")

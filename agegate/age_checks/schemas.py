@@ -1,0 +1,75 @@
+"""Request and response shapes of POST /v1/age-checks."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import marshmallow as ma
+
+from agegate.accounts import ACCOUNT_ID_PATTERN, ACCOUNT_ID_RULE
+from agegate.age_checks.models import Outcome, Reason
+from agegate.errors import ValidationError, flatten_messages
+
+# The code a client sees when a field fails its type or shape check.
+_FIELD_CODES = {
+    "date_of_birth": "invalid_field_type",
+    "age": "invalid_field_type",
+    "country": "invalid_field_type",
+    "subdivision": "invalid_field_type",
+    "session_id": "invalid_session_id",
+    "account_id": "invalid_account_id",
+}
+
+
+def _account_id(value: str) -> None:
+    if ACCOUNT_ID_PATTERN.match(value) is None:
+        raise ma.ValidationError(f"not an account id: {ACCOUNT_ID_RULE}")
+
+
+class AgeCheckArgs(ma.Schema):
+    date_of_birth = ma.fields.String(
+        metadata={
+            "description": "YYYY-MM-DD, or YYYY-MM / YYYY when the day is not known; never stored",
+            "example": "2012-05-14",
+        }
+    )
+    age = ma.fields.Integer(strict=True, metadata={"description": "whole years, instead of a date"})
+    country = ma.fields.String(
+        metadata={"description": "ISO 3166-1 alpha-2; absent → default rule"}
+    )
+    subdivision = ma.fields.String(metadata={"description": "ISO 3166-2, e.g. CA-QC"})
+    session_id = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=256),
+        metadata={"description": "opaque signup session or device id; stored only as a keyed hash"},
+    )
+    account_id = ma.fields.String(validate=_account_id)
+
+    def handle_error(self, error: ma.ValidationError, data: Any, **kwargs: Any) -> NoReturn:
+        """One stable code per kind of bad input; the messages never repeat what was sent."""
+        messages = error.normalized_messages()
+        unknown = [name for name in messages if name not in self.fields]
+        if unknown:
+            code = "unknown_field"
+        else:
+            code = next(_FIELD_CODES[name] for name in self.fields if name in messages)
+        raise ValidationError(
+            "the age check request is invalid; see errors",
+            errors=flatten_messages({"json": messages}),
+            code=code,
+        )
+
+
+class JurisdictionRefSchema(ma.Schema):
+    code = ma.fields.String()
+    rule_version = ma.fields.Integer(allow_none=True)
+    citation = ma.fields.String()
+    matched = ma.fields.String(metadata={"description": "subdivision, country, default or floor"})
+
+
+class AgeCheckSchema(ma.Schema):
+    id = ma.fields.UUID()
+    outcome = ma.fields.Enum(Outcome, by_value=True)
+    reason = ma.fields.Enum(Reason, by_value=True)
+    minimum_age = ma.fields.Integer()
+    jurisdiction = ma.fields.Nested(JurisdictionRefSchema)
+    checked_at = ma.fields.DateTime()

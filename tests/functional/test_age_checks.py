@@ -1,0 +1,328 @@
+"""POST /v1/age-checks: boundaries, bad input, lockouts, flags and rate limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from sqlalchemy import select
+
+from agegate.age_checks.models import AgeCheck
+from agegate.audit.models import AuditEvent
+from agegate.db import utcnow
+from agegate.extensions import db
+from agegate.flags.models import Flag
+from agegate.jurisdictions import service as jurisdictions
+from agegate.jurisdictions.models import RuleStatus
+from agegate.jurisdictions.schemas import parse_instant
+
+# 2026-03-02 at 11:00 UTC: still 1 March at UTC-12.
+NOW = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+TABLE = [("default", 13), ("DE", 16), ("CA", 13), ("CA-QC", 14), ("US", 13)]
+
+
+def seed_table(app: Flask) -> None:
+    with app.app_context(), db.new_session() as s:
+        for code, age in TABLE:
+            rule = jurisdictions.RuleInput(
+                code, age, parse_instant("2000-01-01"), RuleStatus.IN_FORCE, f"Test Act ({code})"
+            )
+            jurisdictions.add_version(s, rule, actor="test", reason="fixture", now=utcnow())
+        s.commit()
+
+
+@pytest.fixture
+def signup(
+    app: Flask, make_key: Callable[..., dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Any]]:
+    seed_table(app)
+    monkeypatch.setattr("agegate.age_checks.views.utcnow", lambda: NOW)
+    client, headers = app.test_client(), make_key("age-checks:write")
+
+    def post(**body: Any) -> Any:
+        return client.post("/v1/age-checks", json=body, headers=headers)
+
+    yield post
+
+
+def outcome(response: Any) -> tuple[str, str]:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    return body["outcome"], body["reason"]
+
+
+@pytest.mark.parametrize(
+    ("birth", "country", "subdivision", "expected"),
+    [
+        ("2010-03-01", "DE", None, "allowed"),  # 16 today (1 March at UTC-12)
+        ("2010-03-02", "DE", None, "denied"),  # 16 tomorrow everywhere
+        ("2013-03-01", None, None, "allowed"),  # default 13
+        ("2013-03-02", None, None, "denied"),
+        ("2012-03-01", "CA", "CA-QC", "allowed"),  # Quebec 14
+        ("2012-03-02", "CA", "CA-QC", "denied"),
+        ("2012-03-02", "CA", "CA-ON", "allowed"),  # Ontario: Canada's 13
+        ("2010-03", "DE", None, "denied"),  # youngest in March 2010: 31 March
+        ("2010-02", "DE", None, "allowed"),
+        ("2010", "DE", None, "denied"),  # youngest in 2010: 31 December
+        ("2009", "DE", None, "allowed"),
+    ],
+)
+def test_age_is_judged_to_the_day(
+    signup: Callable[..., Any],
+    birth: str,
+    country: str | None,
+    subdivision: str | None,
+    expected: str,
+) -> None:
+    body: dict[str, Any] = {"date_of_birth": birth}
+    if country:
+        body["country"] = country
+    if subdivision:
+        body["subdivision"] = subdivision
+    response = signup(**body)
+    assert outcome(response)[0] == expected
+    assert response.get_json()["jurisdiction"]["code"] == (
+        subdivision if subdivision == "CA-QC" else country or "default"
+    )
+
+
+def test_leap_day_birthday_is_reached_on_1_march(signup: Callable[..., Any]) -> None:
+    # Born 29 Feb 2012: 14 on 1 March 2026 (a common year), which is today at UTC-12.
+    assert (
+        outcome(signup(date_of_birth="2012-02-29", country="CA", subdivision="CA-QC"))[0]
+        == "allowed"
+    )
+
+
+def test_response_shape(signup: Callable[..., Any]) -> None:
+    body = signup(date_of_birth="1990-05-17", country="de").get_json()
+    assert set(body) == {"id", "outcome", "reason", "minimum_age", "jurisdiction", "checked_at"}
+    assert body["minimum_age"] == 16 and body["reason"] == "meets_minimum_age"
+    assert body["jurisdiction"] == {
+        "code": "DE",
+        "rule_version": 1,
+        "citation": "Test Act (DE)",
+        "matched": "country",
+    }
+
+
+def test_age_instead_of_a_date(signup: Callable[..., Any]) -> None:
+    assert outcome(signup(age=16, country="DE")) == ("allowed", "meets_minimum_age")
+    assert outcome(signup(age=15, country="DE")) == ("denied", "below_minimum_age")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"date_of_birth": "2027-01-01"}, "date_of_birth_in_future"),
+        (
+            {"date_of_birth": "2026-03-02"},
+            "date_of_birth_in_future",
+        ),  # today in UTC, tomorrow at UTC-12
+        ({"date_of_birth": "1899-06-01"}, "date_of_birth_before_1900"),
+        ({"date_of_birth": "2013-02-29"}, "date_of_birth_impossible"),
+        ({"date_of_birth": "2013-02-01T00:00:00Z"}, "date_of_birth_is_timestamp"),
+        ({"date_of_birth": "01/02/2013"}, "date_of_birth_malformed"),
+        ({"date_of_birth": 20130201}, "invalid_field_type"),
+        ({"date_of_birth": None}, "invalid_field_type"),
+        ({"age": "14"}, "invalid_field_type"),
+        ({"age": 14.5}, "invalid_field_type"),
+        ({"age": -1}, "age_out_of_range"),
+        ({"age": 131}, "age_out_of_range"),
+        ({"date_of_birth": "2000-01-01", "age": 26}, "both_date_of_birth_and_age"),
+        ({}, "date_of_birth_or_age_required"),
+        ({"country": "DE"}, "date_of_birth_or_age_required"),
+        ({"age": 20, "country": "UK"}, "unknown_code"),
+        ({"age": 20, "country": 49}, "invalid_field_type"),
+        ({"age": 20, "country": "US", "subdivision": "CA-QC"}, "subdivision_country_mismatch"),
+        ({"age": 20, "session_id": ""}, "invalid_session_id"),
+        ({"age": 20, "account_id": "acct\n"}, "invalid_account_id"),
+        ({"age": 20, "account_id": "../../etc"}, "invalid_account_id"),
+        ({"age": 20, "birthday": "2000-01-01"}, "unknown_field"),
+    ],
+)
+def test_bad_input_is_422_with_a_stable_code(
+    signup: Callable[..., Any], body: dict[str, Any], code: str
+) -> None:
+    response = signup(**body)
+    assert response.status_code == 422
+    problem = response.get_json(force=True)
+    assert problem["code"] == code
+    assert problem["errors"]
+    text = response.get_data(as_text=True)
+    if isinstance(body.get("date_of_birth"), str):
+        assert body["date_of_birth"] not in text
+
+
+def test_malformed_json_is_400(
+    app: Flask, signup: Callable[..., Any], make_key: Callable[..., dict[str, str]]
+) -> None:
+    response = app.test_client().post(
+        "/v1/age-checks",
+        data='{"date_of_birth": "2013-',
+        headers={**make_key("age-checks:write"), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert "2013" not in response.get_data(as_text=True)
+
+
+def test_a_denied_session_stays_denied_whatever_it_declares_next(
+    signup: Callable[..., Any],
+) -> None:
+    assert outcome(signup(date_of_birth="2014-01-01", country="DE", session_id="sess-a")) == (
+        "denied",
+        "below_minimum_age",
+    )
+    retry = signup(date_of_birth="1980-01-01", country="US", session_id="sess-a")
+    assert outcome(retry) == ("denied", "prior_underage_declaration")
+    assert outcome(signup(age=40, session_id="sess-a")) == ("denied", "prior_underage_declaration")
+    # Another session is judged afresh.
+    assert outcome(signup(date_of_birth="1980-01-01", session_id="sess-b"))[0] == "allowed"
+
+
+def test_a_denied_account_is_locked_out_and_flagged(app: Flask, signup: Callable[..., Any]) -> None:
+    assert outcome(signup(age=12, account_id="acct-123"))[0] == "denied"
+    assert outcome(signup(age=30, account_id="acct-123", session_id="new-device")) == (
+        "denied",
+        "prior_underage_declaration",
+    )
+    with app.app_context(), db.new_session() as s:
+        flags = s.scalars(select(Flag).where(Flag.account_id == "acct-123")).all()
+        events = s.scalars(
+            select(AuditEvent.event).where(AuditEvent.subject_id == "acct-123")
+        ).all()
+    assert [(f.reason.value, f.confidence.value) for f in flags] == [
+        ("self_declared_underage", "suspected")
+    ] * 2
+    assert events == ["flag.created", "flag.created"]
+    assert all(f.evidence and f.evidence.startswith("age-check:") for f in flags)
+
+
+def test_the_lockout_window_expires(
+    app_factory: Callable[..., Flask], make_key: Callable[..., dict[str, str]]
+) -> None:
+    app = app_factory(lockout_window_seconds=1)
+    seed_table(app)
+    client = app.test_client()
+    from agegate.api_keys import service as keys
+
+    with app.app_context(), db.new_session() as s:
+        _, key = keys.create_key(s, name="signup", scopes=["age-checks:write"], actor="test")
+        s.commit()
+    headers = {"Authorization": f"Bearer {key}"}
+    client.post("/v1/age-checks", json={"age": 10, "session_id": "s"}, headers=headers)
+    assert (
+        client.post(
+            "/v1/age-checks", json={"age": 30, "session_id": "s"}, headers=headers
+        ).get_json()["reason"]
+        == "prior_underage_declaration"
+    )
+    time.sleep(1.3)
+    assert (
+        client.post(
+            "/v1/age-checks", json={"age": 30, "session_id": "s"}, headers=headers
+        ).get_json()["outcome"]
+        == "allowed"
+    )
+
+
+def test_the_lockout_survives_a_redis_flush_and_an_outage(
+    app_factory: Callable[..., Flask],
+    signup: Callable[..., Any],
+    redis_url: str | None,
+    make_key: Callable[..., dict[str, str]],
+) -> None:
+    assert outcome(signup(age=11, session_id="flushed", account_id="acct-f"))[0] == "denied"
+    if redis_url:
+        client = redis.Redis.from_url(redis_url)
+        assert any(k.startswith(b"agegate:lockout:") for k in client.keys("*"))
+        client.flushdb()
+        assert client.keys("*") == []
+        # The database's recent denials answer, and the store is warmed again.
+        assert outcome(signup(age=40, session_id="flushed")) == (
+            "denied",
+            "prior_underage_declaration",
+        )
+        assert client.get("agegate:lockouts:warm") is not None
+        assert outcome(signup(age=40, account_id="acct-f")) == (
+            "denied",
+            "prior_underage_declaration",
+        )
+        client.close()
+    # Redis unreachable: the database still answers.
+    down = app_factory(redis_url="redis://127.0.0.1:9/0")
+    from agegate.api_keys import service as keys
+
+    with down.app_context(), db.new_session() as s:
+        _, key = keys.create_key(s, name="signup-down", scopes=["age-checks:write"], actor="test")
+        s.commit()
+    response = down.test_client().post(
+        "/v1/age-checks",
+        json={"age": 40, "session_id": "flushed"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert outcome(response) == ("denied", "prior_underage_declaration")
+
+
+def test_what_is_stored_per_check(app: Flask, signup: Callable[..., Any]) -> None:
+    signup(
+        date_of_birth="1995-07-04",
+        country="CA",
+        subdivision="CA-QC",
+        session_id="opaque-session",
+        account_id="acct-9",
+    )
+    with app.app_context(), db.new_session() as s:
+        row = s.scalars(select(AgeCheck)).one()
+    assert row.age_capped == 21  # 30 years old, recorded as at most 21
+    assert row.session_hash and row.session_hash != "opaque-session" and len(row.session_hash) == 64
+    assert (row.jurisdiction_code, row.rule_version, row.minimum_age, row.account_id) == (
+        "CA-QC",
+        1,
+        14,
+        "acct-9",
+    )
+    columns = {c.name for c in AgeCheck.__table__.columns}
+    assert columns == {
+        "id",
+        "outcome",
+        "reason",
+        "jurisdiction_code",
+        "rule_id",
+        "rule_version",
+        "minimum_age",
+        "age_capped",
+        "checked_at",
+        "session_hash",
+        "account_id",
+    }
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after(app_factory: Callable[..., Flask]) -> None:
+    app = app_factory(rate_limit_per_second=3)
+    seed_table(app)
+    from agegate.api_keys import service as keys
+
+    with app.app_context(), db.new_session() as s:
+        _, key = keys.create_key(s, name="signup", scopes=["age-checks:write"], actor="test")
+        s.commit()
+    client = app.test_client()
+    statuses = [
+        client.post("/v1/age-checks", json={"age": 30}, headers={"Authorization": f"Bearer {key}"})
+        for _ in range(10)
+    ]
+    limited = [r for r in statuses if r.status_code == 429]
+    assert limited, [r.status_code for r in statuses]
+    assert limited[0].headers["Retry-After"] == "1"
+    assert limited[0].get_json(force=True)["code"] == "rate_limited"
+
+
+def test_today_for_the_check_is_the_date_at_utc_minus_12() -> None:
+    from agegate.age_checks.ages import today_everywhere
+
+    assert today_everywhere(NOW) == date(2026, 3, 1)

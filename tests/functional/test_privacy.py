@@ -1,0 +1,101 @@
+"""A birth date never reaches the database, a log line, a Redis key or value, or a response."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date
+
+import pytest
+import redis
+from flask import Flask
+from sqlalchemy import inspect, text
+
+from agegate.extensions import db
+from tests.functional.test_age_checks import seed_table
+
+# Distinctive dates: none of them is today, a rule date or anything else the service writes.
+FULL_DATES = [date(1987, 11, 3), date(2016, 8, 19), date(2011, 12, 27)]
+PARTIAL = "2014-09"
+INVALID = ["2013-02-29", "2031-05-06", "1899-10-17"]
+
+
+def spellings(day: date) -> set[str]:
+    """The common ways of writing a date (ISO, compact, European, US, with any separator)."""
+    d, m, y = f"{day.day:02d}", f"{day.month:02d}", f"{day.year}"
+    forms = {f"{y}-{m}-{d}", f"{y}{m}{d}", f"{d}{m}{y}", f"{m}{d}{y}"}
+    for sep in "./-":
+        forms |= {f"{d}{sep}{m}{sep}{y}", f"{m}{sep}{d}{sep}{y}", f"{y}{sep}{m}{sep}{d}"}
+    forms |= {
+        f"{day.day}/{day.month}/{y}",
+        f"{day.month}/{day.day}/{y}",
+        day.strftime("%d %B %Y"),
+        day.strftime("%B %d, %Y"),
+    }
+    return forms
+
+
+def needles() -> set[str]:
+    found = set().union(*(spellings(d) for d in FULL_DATES))
+    found |= {PARTIAL, "201409", "09/2014", "09.2014"}
+    for raw in INVALID:
+        y, m, d = raw.split("-")
+        found |= {raw, f"{y}{m}{d}", f"{d}.{m}.{y}", f"{m}/{d}/{y}", f"{d}/{m}/{y}"}
+    return found
+
+
+def test_no_birth_date_is_kept_anywhere(
+    app: Flask,
+    make_key: Callable[..., dict[str, str]],
+    caplog: pytest.LogCaptureFixture,
+    redis_url: str | None,
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, SQLAlchemy's statements and parameters included
+    seed_table(app)
+    headers = make_key("age-checks:write")
+    client = app.test_client()
+    seen: list[str] = []
+    bodies = [
+        {
+            "date_of_birth": d.isoformat(),
+            "country": "DE",
+            "session_id": f"s{i}",
+            "account_id": f"acct-{i}",
+        }
+        for i, d in enumerate(FULL_DATES)
+    ]
+    bodies.append(
+        {"date_of_birth": PARTIAL, "country": "CA", "subdivision": "CA-QC", "session_id": "partial"}
+    )
+    bodies += [{"date_of_birth": raw, "session_id": f"bad-{raw}"} for raw in INVALID]
+    bodies.append({"date_of_birth": FULL_DATES[0].isoformat(), "age": 30})  # both: 422
+    for body in bodies:
+        response = client.post("/v1/age-checks", json=body, headers=headers)
+        assert response.status_code in (200, 422)
+        seen.append(response.get_data(as_text=True))
+        seen.append(str(dict(response.headers)))
+    # Malformed JSON around a date, too.
+    response = client.post(
+        "/v1/age-checks",
+        data='{"date_of_birth": "1987-11-03",',
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    seen.append(response.get_data(as_text=True))
+
+    with app.app_context(), db.engine.connect() as conn:
+        for table in inspect(conn).get_table_names():
+            rows = conn.execute(text(f'SELECT * FROM "{table}"')).all()
+            seen.append(f"{table}: {rows!r}")
+    if redis_url:
+        client_redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        for key in client_redis.scan_iter("*"):
+            seen.append(key)
+            if client_redis.type(key) == "string":
+                seen.append(client_redis.get(key) or "")
+        client_redis.close()
+    seen.append(caplog.text)
+    assert any("age_checks" in chunk for chunk in seen)  # the search did cover the tables
+
+    haystack = "\n".join(seen)
+    leaked = sorted(n for n in needles() if n in haystack)
+    assert leaked == []
