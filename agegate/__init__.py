@@ -19,13 +19,15 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from agegate import health, migrations
     from agegate.age_checks import views as age_check_views
     from agegate.age_checks.lockouts import Lockouts
+    from agegate.age_checks.recorder import CheckRecorder
     from agegate.api import create_api
+    from agegate.api_keys.ratelimit import RateLimiter
     from agegate.extensions import db, store
     from agegate.jurisdictions import cache as jurisdictions_cache
     from agegate.jurisdictions import page as jurisdiction_page
     from agegate.jurisdictions import views as jurisdiction_views
     from agegate.jurisdictions.seed import seed_shipped_table
-    from agegate.settings import load_settings
+    from agegate.settings import SettingsError, load_settings
 
     settings = load_settings(overrides)
     app = Flask(__name__, static_folder=None)
@@ -37,10 +39,19 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         # The embedded default sets itself up: a fresh machine needs no separate step.
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         migrations.upgrade(app.extensions["agegate.engine"])
+    elif migrations.pending(app.extensions["agegate.engine"]):
+        # Production migrates as a separate step; serving an old schema would fail later.
+        raise SettingsError(
+            ["AGEGATE_DATABASE_URL: the schema is not up to date: run `agegate db upgrade`"]
+        )
     store.init_app(app, settings, app.extensions["agegate.engine"])
 
     engine = app.extensions["agegate.engine"]
     jurisdictions_cache.init_app(app, engine, store.current_for(app))
+    app.extensions["agegate.rate_limiter"] = RateLimiter(
+        store.current_for(app), settings.rate_limit_per_second
+    )
+    app.extensions["agegate.check_recorder"] = CheckRecorder(engine)
     app.extensions["agegate.lockouts"] = Lockouts(
         engine, store.current_for(app), settings.secret_key, settings.lockout_window_seconds
     )

@@ -4,12 +4,13 @@ and the docs page served from assets installed with the package (no internet nee
 from __future__ import annotations
 
 import http
+import json
 from typing import Any
 
 import flask_smorest
 import marshmallow as ma
 from apispec import BasePlugin
-from flask import Blueprint, Flask, send_from_directory
+from flask import Blueprint, Flask, Response, request, send_from_directory
 from flask.typing import ResponseReturnValue
 from flask_smorest.utils import prepare_response
 from swagger_ui_bundle import swagger_ui_path
@@ -74,6 +75,35 @@ class Api(flask_smorest.Api):  # type: ignore[misc]
         default = {"description": "Any other error", "schema": self.ERROR_SCHEMA}
         prepare_response(default, self.spec, errors.PROBLEM_MIMETYPE)
         self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
+
+
+def load_json_body(schema: ma.Schema) -> dict[str, Any]:
+    """Parse and validate a JSON object body with a schema instance made once.
+
+    For hot paths: webargs (behind `blp.arguments`) copies its schema on every request. The
+    view documents its body with `blp.doc(requestBody=...)` instead.
+    """
+    try:
+        data = json.loads(request.get_data(cache=False))
+    except ValueError:
+        raise errors.BadRequestError(
+            "The request body is not valid JSON.", code="malformed_json"
+        ) from None
+    if not isinstance(data, dict):
+        raise errors.ValidationError(
+            "the body must be a JSON object",
+            errors={"_body": ["not a JSON object"]},
+            code="body_not_an_object",
+        )
+    loaded: dict[str, Any] = schema.load(data)
+    return loaded
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> Response:
+    """A JSON response from values that are already JSON types (no schema dump on hot paths)."""
+    return Response(
+        json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json"
+    )
 
 
 def create_api(app: Flask, version: str) -> Api:

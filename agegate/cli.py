@@ -27,7 +27,7 @@ def cli() -> None:
     """agegate: age checks, the jurisdiction table and child-data remediation."""
 
 
-@cli.command()
+@cli.command(with_appcontext=False)
 @click.option("--bind", default=None, metavar="HOST:PORT", help="Address to listen on.")
 def serve(bind: str | None) -> None:
     """Run the service (gunicorn; the embedded default needs no configuration)."""
@@ -41,7 +41,7 @@ def db_group() -> None:
     """The database schema."""
 
 
-@db_group.command("upgrade")
+@db_group.command("upgrade", with_appcontext=False)
 def db_upgrade() -> None:
     """Apply every pending migration."""
     from agegate.db import make_engine

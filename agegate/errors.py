@@ -34,6 +34,10 @@ class AgegateError(Exception):
             self.code = code
 
 
+class BadRequestError(AgegateError):
+    code = "bad_request"
+
+
 class ValidationError(AgegateError):
     code = "validation_failed"
 
@@ -77,6 +81,7 @@ class DependencyUnavailableError(AgegateError):
 
 
 STATUS: dict[type[AgegateError], int] = {
+    BadRequestError: 400,
     ValidationError: 422,
     AuthenticationError: 401,
     PermissionDeniedError: 403,

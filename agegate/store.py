@@ -7,6 +7,10 @@ same contract tests (tests/contract/test_store.py).
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -18,6 +22,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from agegate.db import SQLITE_BEGIN, Base, utcnow
 
 KEY_PREFIX = "agegate:"
+SWEEP_SECONDS = 60.0
+log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
@@ -29,14 +35,27 @@ class Store(Protocol):
     def get(self, key: str) -> str | None:
         """The live value of key, or None."""
 
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        """The live values of several keys at once (one round trip), None where absent."""
+
     def put(self, key: str, value: str, ttl_seconds: int) -> None:
         """Set key to value, expiring after ttl_seconds."""
 
-    def incr(self, key: str, ttl_seconds: int) -> int:
-        """Add one to a counter that expires ttl_seconds after its first increment."""
+    def incr(self, key: str, ttl_seconds: int, amount: int = 1) -> int:
+        """Add to a counter that expires ttl_seconds after its first increment; the new total."""
 
     def delete(self, key: str) -> None:
         """Remove key if present."""
+
+    def publish(self, channel: str, message: str) -> None:
+        """Tell every listener of channel, now (best effort: listeners also poll the database)."""
+
+    def listen(
+        self, channel: str, on_message: Callable[[str], None], on_reconnect: Callable[[], None]
+    ) -> bool:
+        """Call on_message for each message on channel from a background thread; on_reconnect
+        after each (re)subscription, when messages may have been missed. False if this store
+        cannot push (its users poll instead)."""
 
 
 class StoreEntry(Base):
@@ -45,6 +64,13 @@ class StoreEntry(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+_INCR_WITH_TTL = """
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+if count == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
 
 
 class RedisStore:
@@ -61,6 +87,7 @@ class RedisStore:
             decode_responses=True,
         )
         self.client = redis.Redis(connection_pool=pool)
+        self._incr = self.client.register_script(_INCR_WITH_TTL)
 
     def ping(self) -> None:
         self.client.ping()
@@ -69,18 +96,52 @@ class RedisStore:
         value = self.client.get(KEY_PREFIX + key)
         return None if value is None else str(value)
 
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        values = self.client.mget([KEY_PREFIX + key for key in keys])
+        return [None if v is None else str(v) for v in values]
+
     def put(self, key: str, value: str, ttl_seconds: int) -> None:
         self.client.set(KEY_PREFIX + key, value, ex=ttl_seconds)
 
-    def incr(self, key: str, ttl_seconds: int) -> int:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.incr(KEY_PREFIX + key)
-        pipe.expire(KEY_PREFIX + key, ttl_seconds, nx=True)
-        count, _ = pipe.execute()
-        return int(count)
+    def incr(self, key: str, ttl_seconds: int, amount: int = 1) -> int:
+        # One atomic command (a script) instead of MULTI/INCRBY/EXPIRE/EXEC.
+        return int(self._incr(keys=[KEY_PREFIX + key], args=[ttl_seconds, amount]))
 
     def delete(self, key: str) -> None:
         self.client.unlink(KEY_PREFIX + key)
+
+    def publish(self, channel: str, message: str) -> None:
+        self.client.publish(KEY_PREFIX + channel, message)
+
+    def listen(
+        self, channel: str, on_message: Callable[[str], None], on_reconnect: Callable[[], None]
+    ) -> bool:
+        thread = threading.Thread(
+            target=self._listen,
+            args=(KEY_PREFIX + channel, on_message, on_reconnect),
+            name=f"store-listen-{channel}",
+            daemon=True,
+        )
+        thread.start()
+        return True
+
+    def _listen(
+        self, channel: str, on_message: Callable[[str], None], on_reconnect: Callable[[], None]
+    ) -> None:
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(channel)
+                on_reconnect()
+                for message in pubsub.listen():
+                    on_message(str(message["data"]))
+            except Exception as exc:  # Redis went away: resubscribe, and the caller resyncs
+                log.warning(
+                    "store: listener on %s lost (%s); retrying", channel, type(exc).__name__
+                )
+                time.sleep(1)
+            finally:
+                pubsub.close()
 
 
 class SQLStore:
@@ -91,6 +152,7 @@ class SQLStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._next_sweep = 0.0
 
     def ping(self) -> None:
         with self.engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"}) as conn:
@@ -103,6 +165,14 @@ class SQLStore:
         with self.engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"}) as conn:
             return conn.execute(query).scalar_one_or_none()
 
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        query = select(StoreEntry.key, StoreEntry.value).where(
+            StoreEntry.key.in_(keys), StoreEntry.expires_at > utcnow()
+        )
+        with self.engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"}) as conn:
+            found = {row.key: row.value for row in conn.execute(query)}
+        return [found.get(key) for key in keys]
+
     def put(self, key: str, value: str, ttl_seconds: int) -> None:
         expires = utcnow() + timedelta(seconds=ttl_seconds)
         stmt = self._insert(StoreEntry).values(key=key, value=value, expires_at=expires)
@@ -112,29 +182,43 @@ class SQLStore:
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
-    def incr(self, key: str, ttl_seconds: int) -> int:
+    def incr(self, key: str, ttl_seconds: int, amount: int = 1) -> int:
         now = utcnow()
         expires = now + timedelta(seconds=ttl_seconds)
-        stmt = self._insert(StoreEntry).values(key=key, value="1", expires_at=expires)
+        stmt = self._insert(StoreEntry).values(key=key, value=str(amount), expires_at=expires)
         excluded = stmt.excluded
         live = StoreEntry.expires_at > now
         # Values are text (the interface is Redis-like); the counter is cast and cast back.
         upsert = stmt.on_conflict_do_update(
             index_elements=[StoreEntry.key],
             set_={
-                "value": cast(case((live, cast(StoreEntry.value, Integer) + 1), else_=1), Text),
+                "value": cast(
+                    case((live, cast(StoreEntry.value, Integer) + amount), else_=amount), Text
+                ),
                 "expires_at": case((live, StoreEntry.expires_at), else_=excluded.expires_at),
             },
         ).returning(StoreEntry.value)
         with self.engine.begin() as conn:
-            return int(conn.execute(upsert).scalar_one())
+            total = int(conn.execute(upsert).scalar_one())
+        self._sweep()
+        return total
 
     def delete(self, key: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(StoreEntry).where(StoreEntry.key == key))
 
-    def delete_expired(self) -> int:
-        """Remove expired entries; the worker's sweep calls this now and then."""
+    def publish(self, channel: str, message: str) -> None:
+        """Nothing to do: the embedded default has one process, whose users poll."""
+
+    def listen(
+        self, channel: str, on_message: Callable[[str], None], on_reconnect: Callable[[], None]
+    ) -> bool:
+        return False
+
+    def _sweep(self) -> None:
+        """Now and then, remove expired entries (rate-limit windows leave one per second)."""
+        if time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + SWEEP_SECONDS
         with self.engine.begin() as conn:
-            result = conn.execute(delete(StoreEntry).where(StoreEntry.expires_at <= utcnow()))
-            return result.rowcount
+            conn.execute(delete(StoreEntry).where(StoreEntry.expires_at <= utcnow()))

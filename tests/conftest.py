@@ -140,6 +140,7 @@ def app_factory(settings_overrides: dict[str, Any]) -> Iterator[Callable[..., Fl
 
     yield make
     for application in made:
+        application.extensions["agegate.check_recorder"].flush()  # before the database goes
         engine: Engine = application.extensions["agegate.engine"]
         engine.dispose()
 

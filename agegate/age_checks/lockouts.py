@@ -1,9 +1,11 @@
 """The neutral-screen lockout: after a denial, the same session or account is denied again.
 
-Lockouts live in the store (Redis) for speed, keyed by keyed hashes only. The database's record
-of recent denials is the truth: when the store has been flushed or restarted (its sentinel
-key is gone) or cannot be reached, the check asks the database instead, and the first process
-to notice copies the recent denials back into the store.
+Every process keeps the window's lockouts in memory, keyed by keyed hashes only, so a check
+costs a dictionary lookup rather than a network round trip. The database's record of denials
+is the truth: each process loads the window from it on first use and polls it for new
+denials every second. A denial is also published through the store (Redis) the moment it is
+committed, so other processes and machines see it within milliseconds; if that message is
+lost, or Redis is flushed, restarted or down, the poll still brings it within a second.
 """
 
 from __future__ import annotations
@@ -11,16 +13,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from datetime import datetime, timedelta
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, select
 
 from agegate.age_checks.models import AgeCheck, Outcome
 from agegate.db import SQLITE_BEGIN
 from agegate.store import Store
 
-SENTINEL_KEY = "lockouts:warm"
-REWARM_LOCK_KEY = "lockouts:rewarm"
+CHANNEL = "lockouts"
+POLL_SECONDS = 1.0
+# Denials are committed a moment after their checked_at; each poll re-reads this much.
+POLL_OVERLAP = timedelta(seconds=1)
 log = logging.getLogger(__name__)
 
 
@@ -35,17 +41,19 @@ class Lockouts:
         self._store = store
         self._secret = secret
         self.window = timedelta(seconds=window_seconds)
-        # Set after a store error: this process saw a lockout write fail, so the store may
-        # lack one; it makes every process re-copy from the database before trusting it.
-        self._distrust = False
+        self._until: dict[str, float] = {}  # lockout key → expiry (epoch seconds)
+        self._lock = threading.Lock()
+        self._polled_to: datetime | None = None  # denials up to here are loaded
+        self._next_poll = 0.0
+        self._listening = False
 
     def session_hash(self, session_id: str) -> str:
         return keyed_hash(self._secret, "session", session_id)
 
     def _keys(self, session_hash: str | None, account_id: str | None) -> list[str]:
-        keys = [f"lockout:s:{session_hash}"] if session_hash else []
+        keys = [f"s:{session_hash}"] if session_hash else []
         if account_id:
-            keys.append(f"lockout:a:{keyed_hash(self._secret, 'account', account_id)}")
+            keys.append(f"a:{keyed_hash(self._secret, 'account', account_id)}")
         return keys
 
     def is_locked(self, session_hash: str | None, account_id: str | None, now: datetime) -> bool:
@@ -53,70 +61,61 @@ class Lockouts:
         keys = self._keys(session_hash, account_id)
         if not keys:
             return False
-        try:
-            if self._distrust:
-                self._store.delete(SENTINEL_KEY)
-                self._distrust = False
-            if any(self._store.get(key) is not None for key in keys):
-                return True
-            if self._store.get(SENTINEL_KEY) is not None:
-                return False
-        except Exception as exc:
-            log.warning("lockouts: store unavailable, asking the database (%s)", type(exc).__name__)
-            self._distrust = True
-            return self._denied_recently(session_hash, account_id, now)
-        locked = self._denied_recently(session_hash, account_id, now)
-        self._rewarm(now)
-        return locked
+        self._refresh(now)
+        instant = now.timestamp()
+        return any(self._until.get(key, 0.0) > instant for key in keys)
 
-    def record_denial(self, session_hash: str | None, account_id: str | None) -> None:
-        """Called after the denial is committed to the database."""
+    def record_denial(self, session_hash: str | None, account_id: str | None, at: datetime) -> None:
+        """Called after a denial is committed: lock here at once and tell the other processes."""
+        until = (at + self.window).timestamp()
+        keys = self._keys(session_hash, account_id)
+        self._add(keys, until)
         try:
-            for key in self._keys(session_hash, account_id):
-                self._store.put(key, "1", int(self.window.total_seconds()))
-        except Exception as exc:
-            log.warning("lockouts: could not write to the store (%s)", type(exc).__name__)
-            self._distrust = True
+            for key in keys:
+                self._store.publish(CHANNEL, f"{key} {until}")
+        except Exception as exc:  # the others' database poll brings it within a second
+            log.warning("lockouts: could not publish a denial (%s)", type(exc).__name__)
 
-    def _denied_recently(
-        self, session_hash: str | None, account_id: str | None, now: datetime
-    ) -> bool:
-        who = []
-        if session_hash:
-            who.append(AgeCheck.session_hash == session_hash)
-        if account_id:
-            who.append(AgeCheck.account_id == account_id)
-        query = (
-            select(AgeCheck.id)
-            .where(
-                or_(*who),
-                AgeCheck.outcome == Outcome.DENIED,
-                AgeCheck.checked_at > now - self.window,
-            )
-            .limit(1)
-        )
-        with self._engine.connect() as conn:
-            return conn.execute(query).first() is not None
+    def _add(self, keys: list[str], until: float) -> None:
+        with self._lock:
+            for key in keys:
+                self._until[key] = max(until, self._until.get(key, 0.0))
 
-    def _rewarm(self, now: datetime) -> None:
-        """Copy the window's denials into the store, then mark it warm (one process at a time)."""
-        try:
-            if self._store.incr(REWARM_LOCK_KEY, ttl_seconds=60) != 1:
+    def _on_message(self, message: str) -> None:
+        key, _, until = message.partition(" ")
+        self._add([key], float(until))
+
+    def _on_reconnect(self) -> None:
+        self._next_poll = 0.0  # messages may have been missed: read the database again soon
+
+    def _refresh(self, now: datetime) -> None:
+        if time.monotonic() < self._next_poll:
+            return
+        with self._lock:
+            if time.monotonic() < self._next_poll:
                 return
-            query = select(AgeCheck.session_hash, AgeCheck.account_id, AgeCheck.checked_at).where(
-                AgeCheck.outcome == Outcome.DENIED, AgeCheck.checked_at > now - self.window
-            )
-            copied = 0
-            with self._engine.connect() as conn:
-                for row in conn.execute(query.execution_options(yield_per=1000)):
-                    remaining = int((row.checked_at + self.window - now).total_seconds())
-                    for key in self._keys(row.session_hash, row.account_id):
-                        self._store.put(key, "1", max(remaining, 1))
-                    copied += 1
-            self._store.put(SENTINEL_KEY, now.isoformat(), 10 * 365 * 86400)
-            self._store.delete(REWARM_LOCK_KEY)
-            log.info("lockouts: store re-warmed with %d recent denials", copied)
-        except Exception as exc:
-            log.warning(
-                "lockouts: re-warm failed (%s); the database answers meanwhile", type(exc).__name__
-            )
+            self._next_poll = time.monotonic() + POLL_SECONDS
+            if not self._listening:
+                self._listening = self._store.listen(CHANNEL, self._on_message, self._on_reconnect)
+            since = now - self.window if self._polled_to is None else self._polled_to - POLL_OVERLAP
+            try:
+                loaded = self._load_since(since)
+            except Exception as exc:  # keep what is known; the next poll tries again
+                log.warning("lockouts: database poll failed (%s)", type(exc).__name__)
+                return
+            self._polled_to = max(now, self._polled_to or now)
+            instant = now.timestamp()
+            self._until = {k: v for k, v in self._until.items() if v > instant}
+            for key, until in loaded:
+                self._until[key] = max(until, self._until.get(key, 0.0))
+
+    def _load_since(self, since: datetime) -> list[tuple[str, float]]:
+        query = select(AgeCheck.session_hash, AgeCheck.account_id, AgeCheck.checked_at).where(
+            AgeCheck.outcome == Outcome.DENIED, AgeCheck.checked_at > since
+        )
+        loaded = []
+        with self._engine.connect() as conn:
+            for row in conn.execute(query.execution_options(yield_per=5000)):
+                until = (row.checked_at.astimezone(UTC) + self.window).timestamp()
+                loaded += [(key, until) for key in self._keys(row.session_hash, row.account_id)]
+        return loaded

@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from agegate.age_checks import ages
@@ -33,9 +35,13 @@ class Declaration:
 
 @dataclass(frozen=True)
 class Decision:
-    check: AgeCheck
+    values: dict[str, Any]  # the AgeCheck row: exactly what is kept
     citation: str
     matched: str
+
+    @property
+    def denied(self) -> bool:
+        return self.values["outcome"] is Outcome.DENIED
 
 
 def declared_age(date_of_birth: str | None, age: int | None, now: datetime) -> int:
@@ -57,16 +63,8 @@ def declared_age(date_of_birth: str | None, age: int | None, now: datetime) -> i
     return ages.age_on(declared.birth, today)
 
 
-def decide(
-    session: Session,
-    table: RuleTable,
-    declaration: Declaration,
-    *,
-    locked: bool,
-    actor: str,
-    now: datetime,
-) -> Decision:
-    """Apply the rule in force for the place, record the check and, for a denied account, flag it."""
+def decide(table: RuleTable, declaration: Declaration, *, locked: bool, now: datetime) -> Decision:
+    """Apply the rule in force for the place (or the lockout) to a declaration."""
     resolution = table.resolve(declaration.country, declaration.subdivision, now)
     rule = resolution.rule
     minimum_age = rule.minimum_age if rule else MIN_AGE_FLOOR
@@ -76,33 +74,44 @@ def decide(
         outcome, reason = Outcome.ALLOWED, Reason.MEETS_MINIMUM_AGE
     else:
         outcome, reason = Outcome.DENIED, Reason.BELOW_MINIMUM_AGE
-    check = AgeCheck(
-        id=uuid.uuid4(),
-        outcome=outcome,
-        reason=reason,
-        jurisdiction_code=rule.code if rule else DEFAULT_CODE,
-        rule_id=rule.id if rule else None,
-        rule_version=rule.version if rule else None,
-        minimum_age=minimum_age,
-        age_capped=min(declaration.age, ages.RECORDED_AGE_CAP),
-        checked_at=now,
-        session_hash=declaration.session_hash,
-        account_id=declaration.account_id,
+    values = {
+        "id": uuid.uuid4(),
+        "outcome": outcome,
+        "reason": reason,
+        "jurisdiction_code": rule.code if rule else DEFAULT_CODE,
+        "rule_id": rule.id if rule else None,
+        "rule_version": rule.version if rule else None,
+        "minimum_age": minimum_age,
+        "age_capped": min(declaration.age, ages.RECORDED_AGE_CAP),
+        "checked_at": now,
+        "session_hash": declaration.session_hash,
+        "account_id": declaration.account_id,
+    }
+    return Decision(
+        values, rule.citation if rule else FLOOR_CITATION, resolution.matched or "floor"
     )
-    session.add(check)
-    if outcome is Outcome.DENIED and declaration.account_id:
-        # A self-declaration can be a typo: suspected, so the appeal window applies.
-        flags.record_flag(
-            session,
-            account_id=declaration.account_id,
-            reason=FlagReason.SELF_DECLARED_UNDERAGE,
-            confidence=Confidence.SUSPECTED,
-            evidence=f"age-check:{check.id}",
-            flagged_by=actor,
-            now=now,
-        )
-    session.flush()
-    return Decision(check, rule.citation if rule else FLOOR_CITATION, resolution.matched or "floor")
+
+
+def record_check(conn: Connection, decision: Decision) -> None:
+    """Keep one check: a single INSERT, committed on its own by an autocommit connection."""
+    conn.execute(insert(AgeCheck), [decision.values])
+
+
+def record_flagged_denial(
+    session: Session, decision: Decision, *, actor: str, now: datetime
+) -> None:
+    """Keep a denied account's check and flag the account, in the caller's transaction."""
+    session.execute(insert(AgeCheck), [decision.values])
+    # A self-declaration can be a typo: suspected, so the appeal window applies.
+    flags.record_flag(
+        session,
+        account_id=decision.values["account_id"],
+        reason=FlagReason.SELF_DECLARED_UNDERAGE,
+        confidence=Confidence.SUSPECTED,
+        evidence=f"age-check:{decision.values['id']}",
+        flagged_by=actor,
+        now=now,
+    )
 
 
 def _invalid(code: str, field: str, message: str) -> ValidationError:

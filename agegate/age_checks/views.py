@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import current_app
+from flask import Response, current_app
 from flask_smorest import Blueprint
 
 from agegate.age_checks import service
 from agegate.age_checks.lockouts import Lockouts
-from agegate.age_checks.models import Outcome
+from agegate.age_checks.recorder import CheckRecorder
 from agegate.age_checks.schemas import AgeCheckArgs, AgeCheckSchema
+from agegate.api import json_response, load_json_body
 from agegate.api_keys.auth import current_principal, requires
 from agegate.api_keys.models import Scope
 from agegate.db import call_after_commit, utcnow
@@ -26,12 +25,18 @@ blp = Blueprint(
 )
 
 
+_ARGS = AgeCheckArgs()
+
+
 @blp.post("")
 @requires(Scope.AGE_CHECKS_WRITE)
-@blp.arguments(AgeCheckArgs)
+@blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": AgeCheckArgs}}})
+@blp.alt_response(400, response="BAD_REQUEST")
+@blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
 @blp.response(200, AgeCheckSchema)
-def check(args: dict[str, Any]) -> dict[str, Any]:
+def check() -> Response:
     """Is a declared birth date (or age) old enough where the user is? Keeps no birth date."""
+    args = load_json_body(_ARGS)
     now = utcnow()
     age = service.declared_age(args.get("date_of_birth"), args.get("age"), now)
     args.pop("date_of_birth", None)  # from here on, only the age in whole years exists
@@ -43,28 +48,32 @@ def check(args: dict[str, Any]) -> dict[str, Any]:
     locked = lockouts.is_locked(session_hash, account_id, now)
 
     declaration = service.Declaration(age, country, subdivision, session_hash, account_id)
-    session = db.session
-    decision = service.decide(
-        session,
-        current_table(),
-        declaration,
-        locked=locked,
-        actor=current_principal().actor,
-        now=now,
+    decision = service.decide(current_table(), declaration, locked=locked, now=now)
+    if decision.denied and account_id:
+        session = db.session
+        service.record_flagged_denial(session, decision, actor=current_principal().actor, now=now)
+        call_after_commit(session, lambda: lockouts.record_denial(session_hash, account_id, now))
+    elif decision.denied:
+        # The lockout's truth, so written before the answer: one statement, no transaction.
+        with db.autocommit() as conn:
+            service.record_check(conn, decision)
+        lockouts.record_denial(session_hash, account_id, now)
+    else:
+        recorder: CheckRecorder = current_app.extensions["agegate.check_recorder"]
+        recorder.record(decision.values)
+    values = decision.values
+    return json_response(
+        {
+            "id": str(values["id"]),
+            "outcome": values["outcome"].value,
+            "reason": values["reason"].value,
+            "minimum_age": values["minimum_age"],
+            "jurisdiction": {
+                "code": values["jurisdiction_code"],
+                "rule_version": values["rule_version"],
+                "citation": decision.citation,
+                "matched": decision.matched,
+            },
+            "checked_at": values["checked_at"].isoformat(),
+        }
     )
-    if decision.check.outcome is Outcome.DENIED:
-        call_after_commit(session, lambda: lockouts.record_denial(session_hash, account_id))
-    record = decision.check
-    return {
-        "id": record.id,
-        "outcome": record.outcome,
-        "reason": record.reason,
-        "minimum_age": record.minimum_age,
-        "jurisdiction": {
-            "code": record.jurisdiction_code,
-            "rule_version": record.rule_version,
-            "citation": decision.citation,
-            "matched": decision.matched,
-        },
-        "checked_at": record.checked_at,
-    }

@@ -41,6 +41,14 @@ def test_put_then_get(store: Store) -> None:
     assert store.get("k1") == "v2"
 
 
+def test_get_many_answers_in_key_order(store: Store) -> None:
+    store.put("m1", "one", ttl_seconds=60)
+    store.put("m3", "three", ttl_seconds=60)
+    store.put("gone", "x", ttl_seconds=1)
+    time.sleep(1.2)
+    assert store.get_many(["m3", "m2", "m1", "gone"]) == ["three", None, "one", None]
+
+
 def test_values_expire(store: Store) -> None:
     store.put("short", "v", ttl_seconds=1)
     assert store.get("short") == "v"
@@ -52,6 +60,32 @@ def test_incr_counts_within_its_window_then_restarts(store: Store) -> None:
     assert [store.incr("c", ttl_seconds=1) for _ in range(3)] == [1, 2, 3]
     time.sleep(1.2)
     assert store.incr("c", ttl_seconds=1) == 1
+
+
+def test_incr_by_an_amount(store: Store) -> None:
+    assert store.incr("n", ttl_seconds=5, amount=5) == 5
+    assert store.incr("n", ttl_seconds=5, amount=3) == 8
+    assert store.incr("n", ttl_seconds=5) == 9
+
+
+def test_published_messages_reach_listeners_or_the_store_says_it_cannot_push(
+    store: Store, kind: str
+) -> None:
+    import threading
+
+    received: list[str] = []
+    subscribed = threading.Event()
+    pushes = store.listen("test-channel", received.append, subscribed.set)
+    assert pushes == (kind == "redis")
+    if not pushes:
+        store.publish("test-channel", "ignored")  # harmless where nobody can listen
+        return
+    assert subscribed.wait(5)
+    store.publish("test-channel", "hello")
+    deadline = time.monotonic() + 5
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert received == ["hello"]
 
 
 def test_delete_and_independent_keys(store: Store) -> None:

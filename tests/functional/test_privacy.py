@@ -82,6 +82,7 @@ def test_no_birth_date_is_kept_anywhere(
     )
     seen.append(response.get_data(as_text=True))
 
+    app.extensions["agegate.check_recorder"].flush()
     with app.app_context(), db.engine.connect() as conn:
         for table in inspect(conn).get_table_names():
             rows = conn.execute(text(f'SELECT * FROM "{table}"')).all()

@@ -105,7 +105,10 @@ def test_no_place_on_earth_is_behind_the_date_used(instant: datetime) -> None:
         ("2013-2-1", "date_of_birth_malformed"),
         ("", "date_of_birth_malformed"),
         ("twenty", "date_of_birth_malformed"),
-        ("\uff12\uff10\uff11\uff13-\uff10\uff12-\uff10\uff11", "date_of_birth_malformed"),  # full-width digits
+        (
+            "\uff12\uff10\uff11\uff13-\uff10\uff12-\uff10\uff11",
+            "date_of_birth_malformed",
+        ),  # full-width digits
     ],
 )
 def test_bad_dates_have_stable_codes_and_never_echo(text: str, code: str) -> None:

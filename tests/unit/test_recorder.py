@@ -1,0 +1,61 @@
+"""Allowed checks are written in batches off the request path, and wait while the database is down."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from agegate.age_checks import recorder as recorder_module
+from agegate.age_checks.models import AgeCheck, Outcome, Reason
+from agegate.age_checks.recorder import CheckRecorder
+from agegate.db import make_engine
+from agegate.extensions import db
+
+
+def row() -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "outcome": Outcome.ALLOWED,
+        "reason": Reason.MEETS_MINIMUM_AGE,
+        "jurisdiction_code": "DE",
+        "rule_id": None,
+        "rule_version": None,
+        "minimum_age": 16,
+        "age_capped": 21,
+        "checked_at": datetime.now(UTC),
+        "session_hash": None,
+        "account_id": None,
+    }
+
+
+def count(app: Flask) -> int:
+    with app.app_context(), db.new_session() as s:
+        return s.scalar(select(func.count()).select_from(AgeCheck)) or 0
+
+
+def test_queued_rows_reach_the_database_by_themselves(app: Flask) -> None:
+    recorder = CheckRecorder(app.extensions["agegate.engine"])
+    for _ in range(25):
+        recorder.record(row())
+    deadline = time.monotonic() + 5
+    while count(app) < 25 and time.monotonic() < deadline:
+        time.sleep(recorder_module.MAX_DELAY)
+    assert count(app) == 25
+    assert recorder.flush() == 0
+
+
+def test_rows_wait_while_the_database_is_down(app: Flask) -> None:
+    down = make_engine("postgresql+psycopg://postgres@127.0.0.1:9/none?connect_timeout=1", 1)
+    recorder = CheckRecorder(down)
+    recorder._queue.put(row())  # as record() would, without the background thread
+    recorder._queue.put(row())
+    assert recorder.flush() == 0
+    recorder._engine = app.extensions["agegate.engine"]  # the database is back
+    assert recorder.flush() == 2
+    assert count(app) == 2
+    down.dispose()
