@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.exc import OperationalError
+
+log = logging.getLogger(__name__)
 
 try:
     __version__ = version("agegate")
@@ -57,7 +61,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     )
     if settings.seed_jurisdictions:
         with app.app_context():
-            seed_shipped_table()
+            try:
+                seed_shipped_table()
+            except OperationalError:
+                log.warning(
+                    "jurisdictions: database unreachable; the next start loads the shipped table"
+                )
 
     api = create_api(app, __version__)
     api.register_blueprint(health.blp)

@@ -116,8 +116,15 @@ def make_engine(url: str, pool_size: int) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    # No pre-ping: it would cost a round trip on every checkout. A connection found dead
+    # fails its request with a 503 and SQLAlchemy then replaces the whole pool, so after a
+    # PostgreSQL restart each process answers at most one request with 503.
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5},
     )
 
 

@@ -7,6 +7,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -23,9 +24,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
 
 
-def pending(engine: Engine) -> bool:
-    """True when the database is behind the code's newest migration."""
+def pending(engine: Engine) -> bool | None:
+    """True when the database is behind the code's newest migration; None if unreachable."""
     heads = set(ScriptDirectory.from_config(alembic_config(engine)).get_heads())
-    with engine.connect() as conn:
-        current = set(MigrationContext.configure(conn).get_current_heads())
+    try:
+        with engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+    except OperationalError:
+        return None
     return current != heads

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
 from alembic import command
 from flask import Flask
+from sqlalchemy import make_url, text
 
+from agegate import create_app, migrations
+from agegate.db import make_engine
 from agegate.migrations import alembic_config
+from agegate.settings import SettingsError
+from tests.conftest import Backend
 
 
 def test_models_and_migrations_agree(app: Flask) -> None:
@@ -17,3 +27,30 @@ def test_downgrade_to_base_and_upgrade_again(app: Flask) -> None:
     command.downgrade(config, "base")
     command.upgrade(config, "head")
     command.check(config)
+
+
+def test_start_refuses_an_old_schema_outside_the_embedded_default(
+    backend: Backend, settings_overrides: dict[str, Any], tmp_path: Path
+) -> None:
+    """Production migrates as a step of its own; the embedded default migrates itself."""
+    if backend.is_postgres:
+        admin = make_engine(backend.database_url, 1)
+        name = f"agegate_empty_{uuid.uuid4().hex[:8]}"
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        empty = (
+            make_url(backend.database_url).set(database=name).render_as_string(hide_password=False)
+        )
+        try:
+            with pytest.raises(SettingsError, match="run `agegate db upgrade`"):
+                create_app({**settings_overrides, "database_url": empty})
+        finally:
+            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+    else:
+        fresh = tmp_path / "fresh.db"
+        app = create_app({**settings_overrides, "database_url": f"sqlite:///{fresh}"})
+        engine = app.extensions["agegate.engine"]
+        assert migrations.pending(engine) is False
+        engine.dispose()
