@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 from alembic import command
 from flask import Flask
 from sqlalchemy import make_url, text
@@ -14,7 +16,6 @@ from sqlalchemy import make_url, text
 from agegate import create_app, migrations
 from agegate.db import make_engine
 from agegate.migrations import alembic_config
-from agegate.settings import SettingsError
 from tests.conftest import Backend
 
 
@@ -33,24 +34,34 @@ def test_start_refuses_an_old_schema_outside_the_embedded_default(
     backend: Backend, settings_overrides: dict[str, Any], tmp_path: Path
 ) -> None:
     """Production migrates as a step of its own; the embedded default migrates itself."""
-    if backend.is_postgres:
-        admin = make_engine(backend.database_url, 1)
-        name = f"agegate_empty_{uuid.uuid4().hex[:8]}"
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        empty = (
-            make_url(backend.database_url).set(database=name).render_as_string(hide_password=False)
-        )
-        try:
-            with pytest.raises(SettingsError, match="run `agegate db upgrade`"):
-                create_app({**settings_overrides, "database_url": empty})
-        finally:
-            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-    else:
+    if not backend.is_postgres:
         fresh = tmp_path / "fresh.db"
         app = create_app({**settings_overrides, "database_url": f"sqlite:///{fresh}"})
         engine = app.extensions["agegate.engine"]
         assert migrations.pending(engine) is False
         engine.dispose()
+        return
+    admin = make_engine(backend.database_url, 1)
+    name = f"agegate_empty_{uuid.uuid4().hex[:8]}"
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    empty = make_url(backend.database_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        # As a worker would boot: a process of its own, which must refuse to start.
+        started = subprocess.run(
+            [sys.executable, "-c", "from agegate.cli import main; main()", "keys", "list"],
+            env={
+                **os.environ,
+                "AGEGATE_DATABASE_URL": empty,
+                "AGEGATE_SECRET_KEY": settings_overrides["secret_key"],
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert started.returncode == 2
+        assert "the schema is not up to date: run `agegate db upgrade`" in started.stderr
+    finally:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
