@@ -31,6 +31,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from agegate.jurisdictions import page as jurisdiction_page
     from agegate.jurisdictions import views as jurisdiction_views
     from agegate.jurisdictions.seed import seed_shipped_table
+    from agegate.remediation import views as remediation_views
     from agegate.settings import SettingsError, load_settings
 
     settings = load_settings(overrides)
@@ -73,4 +74,5 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(jurisdiction_views.blp)
     api.register_blueprint(jurisdiction_page.blp)
     api.register_blueprint(age_check_views.blp)
+    api.register_blueprint(remediation_views.blp)
     return app

@@ -6,6 +6,7 @@ from agegate.api_keys import models as api_keys_models
 from agegate.audit import models as audit_models
 from agegate.flags import models as flags_models
 from agegate.jurisdictions import models as jurisdictions_models
+from agegate.remediation import models as remediation_models
 
 __all__ = [
     "age_checks_models",
@@ -13,5 +14,6 @@ __all__ = [
     "audit_models",
     "flags_models",
     "jurisdictions_models",
+    "remediation_models",
     "store",
 ]

@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 from agegate.age_checks import ages
 from agegate.age_checks.models import AgeCheck, Outcome, Reason
 from agegate.errors import ValidationError
-from agegate.flags import service as flags
 from agegate.flags.models import Confidence, FlagReason
 from agegate.jurisdictions.models import DEFAULT_CODE, MIN_AGE_FLOOR
 from agegate.jurisdictions.rules import RuleTable
+from agegate.remediation import service as intake
 
 # Used only if the table has no rule at all for the place (e.g. started empty on purpose).
 FLOOR_CITATION = "Platform policy floor: no rule in the jurisdiction table applied"
@@ -103,7 +103,7 @@ def record_flagged_denial(
     """Keep a denied account's check and flag the account, in the caller's transaction."""
     session.execute(insert(AgeCheck), [decision.values])
     # A self-declaration can be a typo: suspected, so the appeal window applies.
-    flags.record_flag(
+    intake.flag_account(
         session,
         account_id=decision.values["account_id"],
         reason=FlagReason.SELF_DECLARED_UNDERAGE,

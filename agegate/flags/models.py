@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agegate.db import Base, enum_column
@@ -37,3 +37,5 @@ class Flag(Base):
     evidence: Mapped[str | None] = mapped_column(Text)
     flagged_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
+    # The remediation case the flag opened or joined.
+    case_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("cases.id"))

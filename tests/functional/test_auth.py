@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.routing import Rule
+from werkzeug.routing import Rule, UUIDConverter
 from werkzeug.test import TestResponse
 
 from agegate.api_keys.models import Scope
@@ -24,7 +24,12 @@ def _operations(app: Flask) -> Iterator[tuple[Rule, str]]:
 
 
 def _url(rule: Rule) -> str:
-    return rule.build({arg: SAMPLE_PATH_VALUES.get(arg, "XX") for arg in rule.arguments})[1]
+    def sample(arg: str) -> str:
+        if isinstance(rule._converters[arg], UUIDConverter):
+            return "00000000-0000-4000-8000-000000000000"
+        return SAMPLE_PATH_VALUES.get(arg, "XX")
+
+    return rule.build({arg: sample(arg) for arg in rule.arguments})[1]
 
 
 def _call(client: FlaskClient, method: str, url: str, headers: dict[str, str]) -> TestResponse:

@@ -1,0 +1,195 @@
+"""Cases: open one per account (flags join it), read them, and steer them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from agegate.audit import service as audit
+from agegate.errors import ConflictError, NotFoundError, ValidationError
+from agegate.flags import service as flags
+from agegate.flags.models import Confidence, Flag, FlagReason
+from agegate.remediation.models import (
+    CLOSED_STATES,
+    DISMISSABLE_STATES,
+    Case,
+    CaseEvent,
+    CaseState,
+)
+
+
+@dataclass(frozen=True)
+class Intake:
+    flag: Flag
+    case: Case
+    opened: bool  # True: this flag opened the case; False: it joined an open one
+
+
+def flag_account(
+    session: Session,
+    *,
+    account_id: str,
+    reason: FlagReason,
+    confidence: Confidence,
+    evidence: str | None,
+    flagged_by: str,
+    now: datetime,
+) -> Intake:
+    """Record a flag and open a case for the account, or join the one that is open."""
+    case, opened = _open_or_join(session, account_id, confidence, flagged_by, now)
+    flag = flags.record_flag(
+        session,
+        account_id=account_id,
+        reason=reason,
+        confidence=confidence,
+        evidence=evidence,
+        flagged_by=flagged_by,
+        now=now,
+    )
+    flag.case_id = case.id
+    if not opened:
+        record_event(
+            session, case, "flag.joined", flagged_by, now, flag_id=str(flag.id), reason=reason.value
+        )
+        if confidence is Confidence.CONFIRMED and case.confidence is Confidence.SUSPECTED:
+            case.confidence = Confidence.CONFIRMED
+            record_event(session, case, "case.confirmed", flagged_by, now, flag_id=str(flag.id))
+    session.flush()
+    return Intake(flag, case, opened)
+
+
+def _open_or_join(
+    session: Session, account_id: str, confidence: Confidence, actor: str, now: datetime
+) -> tuple[Case, bool]:
+    existing = open_case(session, account_id)
+    if existing is not None:
+        return existing, False
+    case = Case(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        state=CaseState.OPEN,
+        confidence=confidence,
+        opened_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(case)
+            session.flush()
+    except IntegrityError:
+        # Another request opened the account's case a moment ago: join it.
+        existing = open_case(session, account_id)
+        if existing is None:
+            raise
+        return existing, False
+    record_event(session, case, "case.opened", actor, now, confidence=confidence.value)
+    return case, True
+
+
+def open_case(session: Session, account_id: str) -> Case | None:
+    return session.scalar(
+        select(Case).where(Case.account_id == account_id, Case.state.not_in(CLOSED_STATES))
+    )
+
+
+def record_event(
+    session: Session, case: Case, event: str, actor: str, at: datetime, **data: Any
+) -> None:
+    """Add to the case's timeline and to the audit log."""
+    session.add(CaseEvent(case_id=case.id, at=at, event=event, actor=actor, data=data))
+    audit.record(
+        session,
+        actor=actor,
+        event=event,
+        subject_type="case",
+        subject_id=str(case.id),
+        data={"account_id": case.account_id, "state": case.state.value, **data},
+    )
+
+
+def get_case(session: Session, case_id: uuid.UUID) -> Case:
+    case = session.get(Case, case_id)
+    if case is None:
+        raise NotFoundError(f"no case {case_id}", code="case_not_found")
+    return case
+
+
+def timeline(session: Session, case: Case) -> Sequence[CaseEvent]:
+    return session.scalars(
+        select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
+    ).all()
+
+
+def list_cases(
+    session: Session,
+    *,
+    state: CaseState | None,
+    account_id: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[Sequence[Case], str | None]:
+    """Newest first, `limit` at a time; the cursor is opaque to clients."""
+    query = select(Case).order_by(Case.opened_at.desc(), Case.id.desc()).limit(limit + 1)
+    if state is not None:
+        query = query.where(Case.state == state)
+    if account_id is not None:
+        query = query.where(Case.account_id == account_id)
+    if cursor is not None:
+        opened_at, case_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(Case.opened_at < opened_at, and_(Case.opened_at == opened_at, Case.id < case_id))
+        )
+    rows = session.scalars(query).all()
+    more = len(rows) > limit
+    page = rows[:limit]
+    return page, (_encode_cursor(page[-1]) if more else None)
+
+
+def dismiss(session: Session, case: Case, *, reason: str, actor: str, now: datetime) -> Case:
+    """Close a case without purging (e.g. an adult was verified); refused once purging began."""
+    if case.state not in DISMISSABLE_STATES:
+        raise ConflictError(
+            f"the case is {case.state.value}: it can no longer be dismissed",
+            code="case_not_dismissable",
+        )
+    case.state, case.closed_at = CaseState.DISMISSED, now
+    record_event(session, case, "case.dismissed", actor, now, reason=reason)
+    return case
+
+
+def expedite(
+    session: Session, case: Case, *, reason: str | None, actor: str, now: datetime
+) -> Case:
+    """End the appeal window now."""
+    if case.state not in DISMISSABLE_STATES:
+        raise ConflictError(
+            f"the case is {case.state.value}: there is no appeal window to end",
+            code="case_not_expeditable",
+        )
+    case.purge_after = now
+    record_event(session, case, "case.expedited", actor, now, reason=reason)
+    return case
+
+
+def _encode_cursor(case: Case) -> str:
+    raw = json.dumps({"opened_at": case.opened_at.isoformat(), "id": str(case.id)})
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(data["opened_at"]), uuid.UUID(data["id"])
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise ValidationError(
+            "the cursor is not one this API gave out", errors={"cursor": ["invalid cursor"]}
+        ) from None
