@@ -1,0 +1,1 @@
+"""Purge targets: every store that holds an account's generation inputs and outputs."""

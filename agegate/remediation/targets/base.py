@@ -1,0 +1,50 @@
+"""The one small interface every purge target kind implements (DESIGN.md §4).
+
+Counts are items as each kind sees them: rows for `sql`, files for `files`, keys for
+`redis`, object versions for `s3`, and what the service reports for `http`. Every method
+must be safe to call again after a crash: a batch that was half done is simply found again
+by the next count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from agegate.accounts import ACCOUNT_ID_RULE, is_valid_account_id
+
+
+class TargetError(Exception):
+    """A target could not do what was asked (unreachable, refused); the step retries."""
+
+
+class TargetConfigError(Exception):
+    """The targets file is wrong; the message says where and why (start-up refuses)."""
+
+
+@dataclass(frozen=True)
+class PurgeContext:
+    """Who is purging: lets a kind build idempotency keys (`http`: case and target)."""
+
+    case_id: str
+
+
+class PurgeTarget(Protocol):
+    name: str
+    kind: str
+
+    def check(self) -> None:
+        """Raise TargetError if the target cannot be reached or does not match its config."""
+
+    def count(self, account_id: str) -> int:
+        """How many of the account's items the target holds now."""
+
+    def purge_batch(self, account_id: str, limit: int, context: PurgeContext) -> int:
+        """Delete at most `limit` of the account's items; return how many went (0: none left)."""
+
+
+def checked_account_id(account_id: str) -> str:
+    """Every kind calls this before an account id reaches a query, a path or a pattern."""
+    if not is_valid_account_id(account_id):
+        raise ValueError(f"not an account id ({ACCOUNT_ID_RULE})")
+    return account_id

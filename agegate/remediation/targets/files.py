@@ -1,0 +1,206 @@
+"""Kind `files`: files under path templates in a directory (`uploads/{account_id}/`).
+
+A template ending in `/` means the whole tree at that path; otherwise its last part names
+files (a glob such as `*.mp4`, or an exact name). Items are non-directories: regular files,
+and symbolic links, which are removed as links and never followed, so a link planted in an
+account's directory can neither widen a purge to another account nor reach outside the root.
+A symbolic link where a shared directory (above `{account_id}`) should be is refused loudly:
+ignoring it would report an account clean while its files still exist.
+
+Directories at or below the `{account_id}` part of a template are the account's own and are
+removed once empty; directories above it are shared and never touched, nor is the root.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from agegate.remediation.targets.base import (
+    PurgeContext,
+    TargetError,
+    checked_account_id,
+)
+from agegate.remediation.targets.config import COMMON_KEYS, Fields, account_template_problem
+
+_GLOB_CHARS = "*?["
+_ACCOUNT = "{account_id}"
+
+
+@dataclass(frozen=True)
+class PathTemplate:
+    text: str
+    parts: tuple[str, ...]
+    tree: bool  # trailing "/": everything under the path
+    account_part: int  # index of the first part holding {account_id}
+
+    @classmethod
+    def parse(cls, text: str) -> PathTemplate:
+        """Raise ValueError saying why `text` could escape the root or reach other accounts."""
+        if problem := account_template_problem(text):
+            raise ValueError(problem)
+        tree = text.endswith("/")
+        parts = tuple(text[:-1].split("/") if tree else text.split("/"))
+        if text.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"{text!r}: must be relative to root, without '.', '..' or '//'")
+        if any("**" in p for p in parts):
+            raise ValueError(f"{text!r}: '**' is not supported; end the path with '/' for a tree")
+        account_part = next(i for i, p in enumerate(parts) if _ACCOUNT in p)
+        # The account's own part is matched literally, so `acct-1` never matches `acct-10`.
+        if any(c in parts[account_part].replace(_ACCOUNT, "") for c in _GLOB_CHARS + "]"):
+            raise ValueError(
+                f"{text!r}: the part holding {_ACCOUNT} cannot contain glob characters"
+            )
+        return cls(text, parts, tree, account_part)
+
+
+class FilesTarget:
+    kind = "files"
+
+    def __init__(self, name: str, root: Path, templates: list[PathTemplate]) -> None:
+        self.name = name
+        self.root = Path(os.path.realpath(root))
+        self.templates = templates
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], location: str) -> FilesTarget:
+        fields = Fields(config, location, (*COMMON_KEYS, "root", "paths"))
+        root = fields.string("root")
+        if root and not Path(root).is_absolute():
+            fields.problem(f"root: {root!r} must be an absolute path")
+        elif root and not Path(root).is_dir():
+            fields.problem(f"root: {root!r} is not a directory")
+        templates = []
+        for index, text in enumerate(fields.strings("paths")):
+            try:
+                templates.append(PathTemplate.parse(text))
+            except ValueError as exc:
+                fields.problem(f"paths[{index}]: {exc}")
+        fields.raise_problems()
+        return cls(config["name"], Path(root), templates)
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise TargetError(f"{self.name}: root {str(self.root)!r} is not a directory")
+        if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
+            raise TargetError(f"{self.name}: root {str(self.root)!r} is not writable")
+
+    def count(self, account_id: str) -> int:
+        checked_account_id(account_id)
+        return sum(1 for _ in self._items(account_id))
+
+    def purge_batch(self, account_id: str, limit: int, context: PurgeContext) -> int:
+        checked_account_id(account_id)
+        removed = 0
+        for path in list(islice(self._items(account_id), limit)):
+            self._inside(path)
+            try:
+                os.unlink(path)  # on a symbolic link: removes the link, never its target
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise TargetError(
+                    f"{self.name}: cannot remove {self._rel(path)}: {exc.strerror}"
+                ) from None
+            removed += 1
+        if removed < limit:  # nothing left: the account's emptied directories can go
+            self._prune(account_id)
+        return removed
+
+    def close(self) -> None:
+        """Nothing held open; here so every kind can be closed alike."""
+
+    def _items(self, account_id: str) -> Iterator[Path]:
+        seen: set[Path] = set()
+        for template in self.templates:
+            for path, is_dir in self._walk(template, account_id):
+                if not is_dir and path not in seen:
+                    seen.add(path)
+                    yield path
+
+    def _prune(self, account_id: str) -> None:
+        dirs = {p for t in self.templates for p, is_dir in self._walk(t, account_id) if is_dir}
+        for path in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+            self._inside(path)
+            try:
+                os.rmdir(path)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                    raise TargetError(
+                        f"{self.name}: cannot remove {self._rel(path)}: {exc.strerror}"
+                    ) from None
+
+    def _walk(self, template: PathTemplate, account_id: str) -> Iterator[tuple[Path, bool]]:
+        """(path, is_dir): the template's items, then the account's own directories."""
+        parts = [p.replace(_ACCOUNT, account_id) for p in template.parts]
+        level, own_dirs = [self.root], []
+        for index, part in enumerate(parts):
+            last, own = index == len(parts) - 1, index >= template.account_part
+            following: list[Path] = []
+            for directory in level:
+                literal = index == template.account_part
+                for path, mode in self._entries(directory, part, literal):
+                    if stat.S_ISDIR(mode):
+                        following.append(path)
+                    elif last:
+                        yield path, False
+                    elif not own and stat.S_ISLNK(mode):
+                        raise TargetError(
+                            f"{self.name}: {self._rel(path)} is a symbolic link; refusing to follow it"
+                        )
+            level = following if not last or template.tree else []
+            if own:
+                own_dirs += level
+        for directory in level:
+            yield from self._tree(directory)
+        yield from ((path, True) for path in own_dirs)
+
+    def _tree(self, top: Path) -> Iterator[tuple[Path, bool]]:
+        """Every entry under `top`, never descending through a symbolic link; dirs after their contents."""
+        stack: list[tuple[Path, bool]] = [(top, False)]
+        while stack:
+            directory, visited = stack.pop()
+            if visited:
+                yield directory, True
+                continue
+            stack.append((directory, True))
+            for path, mode in self._entries(directory, "*", literal=False):
+                if stat.S_ISDIR(mode):
+                    stack.append((path, False))
+                else:
+                    yield path, False
+
+    def _entries(self, directory: Path, part: str, literal: bool) -> Iterator[tuple[Path, int]]:
+        """Entries of `directory` matching `part`, with their lstat mode (links not followed)."""
+        self._inside(directory / "x")
+        if literal or not any(c in part for c in _GLOB_CHARS):
+            try:
+                mode = os.lstat(directory / part).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            yield directory / part, mode
+            return
+        try:
+            with os.scandir(directory) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if fnmatch.fnmatchcase(entry.name, part):
+                yield Path(entry.path), entry.stat(follow_symlinks=False).st_mode
+
+    def _inside(self, path: Path) -> None:
+        """Refuse a path whose directory is not a real directory under the root (no link on the way)."""
+        parent = path.parent
+        if os.path.realpath(parent) != str(parent) or not parent.is_relative_to(self.root):
+            raise TargetError(f"{self.name}: {str(path)!r} leaves the root; refusing")
+
+    def _rel(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
