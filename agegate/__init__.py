@@ -31,6 +31,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from agegate.jurisdictions import page as jurisdiction_page
     from agegate.jurisdictions import views as jurisdiction_views
     from agegate.jurisdictions.seed import seed_shipped_table
+    from agegate.remediation import setup as remediation_setup
     from agegate.remediation import views as remediation_views
     from agegate.settings import SettingsError, load_settings
 
@@ -53,6 +54,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     engine = app.extensions["agegate.engine"]
     jurisdictions_cache.init_app(app, engine, store.current_for(app))
+    remediation_setup.init_app(app, settings, __version__)
     app.extensions["agegate.rate_limiter"] = RateLimiter(
         store.current_for(app), settings.rate_limit_per_second
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+from typing import Any
 
 import click
 from flask.cli import FlaskGroup, with_appcontext
@@ -15,6 +16,7 @@ from agegate.audit import service as audit
 from agegate.errors import AgegateError
 from agegate.extensions import db
 from agegate.jurisdictions import commands as jurisdictions_commands
+from agegate.remediation.targets import commands as targets_commands
 from agegate.settings import SettingsError, load_settings
 
 
@@ -127,7 +129,70 @@ def audit_verify() -> None:
     click.echo(f"audit chain intact: {result.events} events verified")
 
 
+@cli.command()
+@with_appcontext
+def worker() -> None:
+    """Run a remediation worker until SIGTERM or SIGINT (run as many as you like, anywhere)."""
+    import signal
+    import threading
+
+    from flask import current_app
+
+    from agegate.remediation.setup import make_worker
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    engine_worker = make_worker(current_app._get_current_object())  # type: ignore[attr-defined]
+    click.echo(f"worker {engine_worker.owner} running (lease {engine_worker.lease})")
+    engine_worker.run_forever(stop)
+    click.echo("worker stopped")
+
+
+@cli.group()
+def receipts() -> None:
+    """Deletion receipts."""
+
+
+@receipts.command("verify", with_appcontext=False)
+@click.argument("receipt_file", type=click.File("rb"))
+@click.option(
+    "--jwks",
+    "jwks_source",
+    required=True,
+    help="A JWKS file or URL (e.g. /v1/receipts/public-key).",
+)
+def receipts_verify(receipt_file: Any, jwks_source: str) -> None:
+    """Verify a receipt offline against a published key set; exit 1 if it does not hold."""
+    import json
+    import urllib.request
+
+    from agegate.remediation.receipts import verify
+
+    if jwks_source.startswith(("http://", "https://")):
+        with urllib.request.urlopen(jwks_source, timeout=10) as response:  # noqa: S310 (operator-given)
+            jwks = json.load(response)
+    else:
+        with open(jwks_source, "rb") as fh:
+            jwks = json.load(fh)
+    document = json.load(receipt_file)
+    if not verify(document, jwks):
+        click.echo("receipt signature does NOT verify", err=True)
+        sys.exit(1)
+    receipt = document["receipt"]
+    click.echo(f"receipt verifies: case {receipt.get('case_id')}, key {document.get('kid')}")
+
+
+@receipts.command("new-key", with_appcontext=False)
+def receipts_new_key() -> None:
+    """Print a new Ed25519 signing key (PEM, PKCS#8) for AGEGATE_RECEIPT_SIGNING_KEY."""
+    from agegate.remediation.receipts import new_key_pem
+
+    click.echo(new_key_pem().decode(), nl=False)
+
+
 cli.add_command(jurisdictions_commands.jurisdictions)
+cli.add_command(targets_commands.targets)
 
 
 def main() -> None:

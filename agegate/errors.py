@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, Response, json, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 PROBLEM_MIMETYPE = "application/problem+json"
@@ -189,6 +190,10 @@ def render_unexpected(error: BaseException) -> Response:
             "dependency_unavailable",
             "A service agegate depends on is unavailable; try again shortly.",
             headers={"Retry-After": "5"},
+        )
+    if isinstance(error, StaleDataError):
+        return problem(
+            409, "concurrent_change", "Someone changed this at the same moment; read it again."
         )
     log.error("unhandled error", exc_info=error)
     return problem(500, "internal_error", "An unexpected error occurred; it has been logged.")

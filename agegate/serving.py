@@ -26,7 +26,23 @@ class _Gunicorn(Application):  # type: ignore[misc]
         # Each worker builds its own app after the fork: no connection pool crosses a fork.
         from agegate import create_app
 
-        return create_app()
+        app = create_app()
+        if app.extensions["agegate.settings"].embedded:
+            _start_embedded_worker(app)
+        return app
+
+
+def _start_embedded_worker(app: Any) -> None:
+    """The embedded default runs its remediation worker inside the serving process."""
+    import threading
+
+    from agegate.remediation.setup import make_worker
+
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=make_worker(app).run_forever, args=(stop,), daemon=True, name="worker"
+    )
+    thread.start()
 
 
 def serve(settings: Settings, bind: str | None) -> None:

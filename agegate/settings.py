@@ -42,6 +42,14 @@ class Settings:
     seed_jurisdictions: bool
     lockout_window_seconds: int
     rate_limit_per_second: int
+    grace_suspected_seconds: int
+    grace_confirmed_seconds: int
+    lease_seconds: int
+    purge_batch_size: int
+    max_attempts: int
+    retry_backoff_cap_seconds: int
+    targets_file: Path | None
+    receipt_signing_key: str
 
     @property
     def embedded(self) -> bool:
@@ -197,6 +205,20 @@ def _duration(value: Any) -> int:
     return seconds
 
 
+def _duration_or_zero(value: Any) -> int:
+    return 0 if str(value).strip() in ("0", "0s", "") else _duration(value)
+
+
+def _optional_path(value: Any) -> Path | None:
+    text = str(value or "").strip()
+    if not text:
+        return None
+    path = Path(text)
+    if not path.is_file():
+        raise ValueError(f"no such file: {text}")
+    return path
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "database_url": _database_url,
     "redis_url": _redis_url,
@@ -209,4 +231,12 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "seed_jurisdictions": _bool,
     "lockout_window_seconds": _duration,
     "rate_limit_per_second": _int_between(1, 1_000_000),
+    "grace_suspected_seconds": _duration_or_zero,
+    "grace_confirmed_seconds": _duration_or_zero,
+    "lease_seconds": _duration,
+    "purge_batch_size": _int_between(1, 100_000),
+    "max_attempts": _int_between(1, 100),
+    "retry_backoff_cap_seconds": _duration,
+    "targets_file": _optional_path,
+    "receipt_signing_key": lambda value: str(value or "").strip(),
 }

@@ -27,8 +27,10 @@ from agegate.api_keys import service as api_keys
 from agegate.db import make_engine
 from agegate.extensions import db
 from agegate.migrations import upgrade
+from agegate.remediation.receipts import new_key_pem
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+TEST_SIGNING_KEY = new_key_pem().decode()
 PG_ENV = "AGEGATE_TEST_DATABASE_URL"
 REDIS_ENV = "AGEGATE_TEST_REDIS_URL"
 
@@ -124,6 +126,7 @@ def settings_overrides(database_url: str, redis_url: str | None, tmp_path: Path)
         "secret_key": TEST_SECRET,
         "var_dir": str(tmp_path / "var"),
         "seed_jurisdictions": False,
+        "receipt_signing_key": TEST_SIGNING_KEY,
     }
 
 
@@ -141,6 +144,8 @@ def app_factory(settings_overrides: dict[str, Any]) -> Iterator[Callable[..., Fl
     yield make
     for application in made:
         application.extensions["agegate.check_recorder"].flush()  # before the database goes
+        for target in application.extensions["agegate.targets"]:
+            getattr(target, "close", lambda: None)()
         engine: Engine = application.extensions["agegate.engine"]
         engine.dispose()
 

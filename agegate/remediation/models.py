@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agegate.db import Base, enum_column
@@ -46,6 +46,7 @@ class Case(Base):
         ),
         Index("ix_cases_state_opened_at", "state", "opened_at"),
         Index("ix_cases_account_id_opened_at", "account_id", "opened_at"),
+        Index("ix_cases_next_run_at", "next_run_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -56,6 +57,43 @@ class Case(Base):
     # When the appeal window ends and purging may start (set when the case is contained).
     purge_after: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # The engine's bookkeeping: when to look at the case next (None: nothing to do until a
+    # person or a hold release acts), and which worker holds it until when.
+    next_run_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Optimistic concurrency: an update made from a stale read fails instead of overwriting,
+    # so a dismissal racing the start of purging cannot both win.
+    version: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class StepState(enum.StrEnum):
+    PURGING = "purging"
+    DONE = "done"
+    HELD = "held"
+    FAILED = "failed"
+
+
+class CaseTarget(Base):
+    """One purge target's progress within a case: counts are recorded after every batch."""
+
+    __tablename__ = "case_targets"
+    __table_args__ = (UniqueConstraint("case_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[StepState] = mapped_column(enum_column(StepState))
+    found: Mapped[int] = mapped_column(default=0)
+    purged: Mapped[int] = mapped_column(default=0)
+    remaining: Mapped[int | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None]
 
 
 class CaseEvent(Base):
@@ -83,3 +121,31 @@ class IdempotencyRecord(Base):
     status: Mapped[int]
     body: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+
+
+class LegalHold(Base):
+    """Legal's order to keep an account's data in some targets (None: all) until released."""
+
+    __tablename__ = "legal_holds"
+    __table_args__ = (Index("ix_legal_holds_account_id", "account_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[str] = mapped_column(String(128))
+    targets: Mapped[list[str] | None] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]
+    released_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Receipt(Base):
+    """The signed deletion receipt of a completed case."""
+
+    __tablename__ = "receipts"
+
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    body: Mapped[dict[str, Any]]
+    signature: Mapped[str] = mapped_column(Text)
+    kid: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime]

@@ -53,6 +53,7 @@ class CaseSchema(ma.Schema):
     purge_after = ma.fields.DateTime(allow_none=True)
     closed_at = ma.fields.DateTime(allow_none=True)
     targets = ma.fields.List(ma.fields.Nested(TargetProgressSchema))
+    last_error = ma.fields.String(allow_none=True)
     timeline = ma.fields.List(ma.fields.Nested(TimelineEntrySchema))
 
 
@@ -79,3 +80,32 @@ class DismissArgs(ma.Schema):
 
 class ExpediteArgs(ma.Schema):
     reason = ma.fields.String(load_default=None, validate=ma.validate.Length(max=2000))
+
+
+class HoldArgs(ma.Schema):
+    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=2000))
+    targets = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(min=1, max=64)),
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "target names; omitted or null: every target"},
+    )
+
+
+class HoldSchema(ma.Schema):
+    id = ma.fields.UUID()
+    account_id = ma.fields.String()
+    targets = ma.fields.List(ma.fields.String(), allow_none=True)
+    reason = ma.fields.String()
+    created_at = ma.fields.DateTime()
+    released_at = ma.fields.DateTime(allow_none=True)
+
+
+class ReceiptDocumentSchema(ma.Schema):
+    receipt = ma.fields.Dict()
+    signature = ma.fields.String(metadata={"description": "base64url Ed25519 over canonical JSON"})
+    kid = ma.fields.String()
+
+
+class JwksSchema(ma.Schema):
+    keys = ma.fields.List(ma.fields.Dict())

@@ -25,6 +25,9 @@ from agegate.remediation.models import (
     Case,
     CaseEvent,
     CaseState,
+    CaseTarget,
+    Receipt,
+    StepState,
 )
 
 
@@ -80,6 +83,7 @@ def _open_or_join(
         state=CaseState.OPEN,
         confidence=confidence,
         opened_at=now,
+        next_run_at=now,  # contain at once
     )
     try:
         with session.begin_nested():
@@ -161,7 +165,7 @@ def dismiss(session: Session, case: Case, *, reason: str, actor: str, now: datet
             f"the case is {case.state.value}: it can no longer be dismissed",
             code="case_not_dismissable",
         )
-    case.state, case.closed_at = CaseState.DISMISSED, now
+    case.state, case.closed_at, case.next_run_at = CaseState.DISMISSED, now, None
     record_event(session, case, "case.dismissed", actor, now, reason=reason)
     return case
 
@@ -176,7 +180,23 @@ def expedite(
             code="case_not_expeditable",
         )
     case.purge_after = now
+    if case.state is CaseState.AWAITING_PURGE:
+        case.next_run_at = now
     record_event(session, case, "case.expedited", actor, now, reason=reason)
+    return case
+
+
+def retry(session: Session, case: Case, *, actor: str, now: datetime) -> Case:
+    """Resume a failed case where it stopped: failed targets get fresh attempts."""
+    if case.state is not CaseState.FAILED:
+        raise ConflictError(f"the case is {case.state.value}, not failed", code="case_not_failed")
+    steps = session.scalars(select(CaseTarget).where(CaseTarget.case_id == case.id)).all()
+    for step in steps:
+        if step.state is StepState.FAILED:
+            step.state, step.attempts, step.next_attempt_at = StepState.PURGING, 0, None
+    case.state = CaseState.PURGING if steps else CaseState.AWAITING_PURGE
+    case.last_error, case.next_run_at = None, now
+    record_event(session, case, "case.retried", actor, now)
     return case
 
 
@@ -193,3 +213,20 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise ValidationError(
             "the cursor is not one this API gave out", errors={"cursor": ["invalid cursor"]}
         ) from None
+
+
+def targets_of(session: Session, case: Case) -> Sequence[CaseTarget]:
+    return session.scalars(
+        select(CaseTarget).where(CaseTarget.case_id == case.id).order_by(CaseTarget.id)
+    ).all()
+
+
+def receipt_of(session: Session, case: Case) -> dict[str, Any]:
+    """The signed receipt document: {receipt, signature, kid}."""
+    stored = session.get(Receipt, case.id)
+    if case.state is not CaseState.COMPLETED or stored is None:
+        raise ConflictError(
+            f"the case is {case.state.value}: a receipt exists once it is completed",
+            code="case_not_completed",
+        )
+    return {"receipt": stored.body, "signature": stored.signature, "kid": stored.kid}

@@ -5,18 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Response, request
+from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
 from agegate.accounts import ACCOUNT_ID_RULE, is_valid_account_id
 from agegate.api import json_response
-from agegate.api_keys.auth import current_principal, requires
+from agegate.api_keys.auth import current_principal, public, requires
 from agegate.api_keys.models import Scope
-from agegate.db import utcnow
+from agegate.db import call_after_commit, utcnow
 from agegate.errors import ValidationError
-from agegate.extensions import db
-from agegate.remediation import idempotency, service
-from agegate.remediation.models import Case
+from agegate.extensions import db, store
+from agegate.remediation import holds, idempotency, service
+from agegate.remediation.engine import wake_workers
+from agegate.remediation.models import Case, LegalHold
+from agegate.remediation.receipts import ReceiptSigner
 from agegate.remediation.schemas import (
     CaseListArgs,
     CaseListSchema,
@@ -26,6 +28,10 @@ from agegate.remediation.schemas import (
     FlagArgs,
     FlagResultSchema,
     FlagSchema,
+    HoldArgs,
+    HoldSchema,
+    JwksSchema,
+    ReceiptDocumentSchema,
 )
 
 blp = Blueprint(
@@ -54,7 +60,20 @@ def describe(case: Case) -> dict[str, Any]:
         "opened_at": case.opened_at,
         "purge_after": case.purge_after,
         "closed_at": case.closed_at,
-        "targets": [],  # purge targets land with their own capability (issue 6)
+        "targets": [
+            {
+                "name": t.name,
+                "kind": t.kind,
+                "state": t.state.value,
+                "found": t.found,
+                "purged": t.purged,
+                "remaining": t.remaining,
+                "attempts": t.attempts,
+                "last_error": t.last_error,
+            }
+            for t in service.targets_of(db.session, case)
+        ],
+        "last_error": case.last_error,
         "timeline": [
             {"at": e.at, "event": e.event, "actor": e.actor, "data": e.data} for e in events
         ],
@@ -78,6 +97,7 @@ def flag(args: dict[str, Any], account_id: str) -> Response:
         intake = service.flag_account(
             session, account_id=account_id, flagged_by=principal.actor, now=now, **args
         )
+        call_after_commit(session, lambda: wake_workers(store.current))
         body = {
             "flag": FlagSchema().dump(intake.flag),
             "case": CaseSchema().dump(describe(intake.case)),
@@ -139,3 +159,63 @@ def expedite(args: dict[str, Any], case_id: uuid.UUID) -> dict[str, Any]:
         db.session, case, reason=args["reason"], actor=current_principal().actor, now=utcnow()
     )
     return describe(case)
+
+
+@blp.post("/v1/cases/<uuid:case_id>/retry")
+@requires(Scope.CASES_WRITE)
+@blp.response(200, CaseSchema)
+def retry(case_id: uuid.UUID) -> dict[str, Any]:
+    """Resume a failed case where it stopped."""
+    session = db.session
+    case = service.retry(
+        session, service.get_case(session, case_id), actor=current_principal().actor, now=utcnow()
+    )
+    call_after_commit(session, lambda: wake_workers(store.current))
+    return describe(case)
+
+
+@blp.get("/v1/cases/<uuid:case_id>/receipt")
+@requires(Scope.CASES_READ)
+@blp.response(200, ReceiptDocumentSchema)
+def receipt(case_id: uuid.UUID) -> Response:
+    """The signed deletion receipt of a completed case (409 before completion)."""
+    document = service.receipt_of(db.session, service.get_case(db.session, case_id))
+    return json_response(document)
+
+
+@blp.get("/v1/receipts/public-key")
+@public
+@blp.response(200, JwksSchema)
+def public_key() -> Response:
+    """The JWKS that verifies receipts offline."""
+    signer: ReceiptSigner = current_app.extensions["agegate.signer"]
+    return json_response(signer.jwks())
+
+
+@blp.post("/v1/accounts/<account_id>/legal-holds")
+@requires(Scope.LEGAL_HOLDS_WRITE)
+@blp.arguments(HoldArgs)
+@blp.response(201, HoldSchema)
+def place_hold(args: dict[str, Any], account_id: str) -> LegalHold:
+    """Keep an account's data in some (or all) targets until released."""
+    known = [t.name for t in current_app.extensions["agegate.targets"]]
+    return holds.place(
+        db.session,
+        account_id=_account(account_id),
+        targets=args["targets"],
+        reason=args["reason"],
+        known_targets=known,
+        actor=current_principal().actor,
+        now=utcnow(),
+    )
+
+
+@blp.delete("/v1/legal-holds/<uuid:hold_id>")
+@requires(Scope.LEGAL_HOLDS_WRITE)
+@blp.response(200, HoldSchema)
+def release_hold(hold_id: uuid.UUID) -> LegalHold:
+    """Release a hold; the account's case resumes."""
+    session = db.session
+    hold = holds.release(session, hold_id, actor=current_principal().actor, now=utcnow())
+    call_after_commit(session, lambda: wake_workers(store.current))
+    return hold

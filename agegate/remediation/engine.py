@@ -1,0 +1,139 @@
+"""The workflow engine: the database is the queue (DESIGN.md §6).
+
+A worker claims one due case at a time with a lease (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL; SQLite's single writer serialises claims), renews the lease after every batch,
+and releases it when the step is done. A case whose worker died is claimable again as soon
+as its lease expires: the claim query is also the sweep. A wake-up through the store
+(Redis) after a commit makes an idle worker look at once; without it, it looks every
+`POLL_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, or_, select, update
+from sqlalchemy.orm import Session
+
+from agegate.db import utcnow
+from agegate.remediation import service, workflow
+from agegate.remediation.models import CLOSED_STATES, Case
+from agegate.remediation.receipts import ReceiptSigner
+from agegate.remediation.targets.base import PurgeTarget
+from agegate.store import Store
+
+POLL_SECONDS = 1.0
+WAKE_CHANNEL = "cases"
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        targets: Sequence[PurgeTarget],
+        signer: ReceiptSigner | None,
+        config: workflow.EngineConfig,
+        lease: timedelta,
+    ) -> None:
+        self._engine = engine
+        self._store = store
+        self._targets = targets
+        self._signer = signer
+        self._config = config
+        self.lease = lease
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._wake = threading.Event()
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Work until `stop` is set; each step ends before the loop looks at `stop` again."""
+        self._store.listen(WAKE_CHANNEL, lambda _message: self._wake.set(), self._wake.set)
+        while not stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:  # one bad step must not stop the worker; the lease expires
+                log.exception("engine: step failed")
+                busy = False
+            if not busy:
+                self._wake.wait(POLL_SECONDS)
+                self._wake.clear()
+
+    def run_once(self) -> bool:
+        """Claim one due case and advance it by one step; False when nothing was due."""
+        case_id = self._claim(utcnow())
+        if case_id is None:
+            return False
+        with Session(self._engine, expire_on_commit=False) as session:
+            case = session.get(Case, case_id)
+            if case is None or case.lease_owner != self.owner:
+                return True
+            ctx = workflow.StepContext(
+                session=session,
+                case=case,
+                targets=self._targets,
+                config=self._config,
+                signer=self._signer,
+                now=utcnow,
+                keep_lease=lambda: self._renew(session, case),
+            )
+            workflow.advance(ctx)
+            if case.lease_owner == self.owner:
+                case.lease_owner, case.lease_expires_at = None, None
+            session.commit()
+        return True
+
+    def _claim(self, now: datetime) -> uuid.UUID | None:
+        with Session(self._engine) as session:
+            query = (
+                select(Case)
+                .where(
+                    Case.next_run_at <= now,
+                    Case.state.not_in(CLOSED_STATES),
+                    or_(Case.lease_expires_at.is_(None), Case.lease_expires_at < now),
+                )
+                .order_by(Case.next_run_at)
+                .limit(1)
+            )
+            if self._engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            case = session.scalar(query)
+            if case is None:
+                return None
+            if case.lease_owner is not None:  # its worker stopped renewing: take over
+                service.record_event(
+                    session,
+                    case,
+                    "case.lease_reclaimed",
+                    workflow.ENGINE_ACTOR,
+                    now,
+                    previous_owner=case.lease_owner,
+                )
+            case.lease_owner, case.lease_expires_at = self.owner, now + self.lease
+            session.commit()
+            return case.id
+
+    def _renew(self, session: Session, case: Case) -> bool:
+        """Extend the lease; False if another worker took the case meanwhile."""
+        result = session.execute(
+            update(Case)
+            .where(Case.id == case.id, Case.lease_owner == self.owner)
+            .values(lease_expires_at=utcnow() + self.lease)
+        )
+        session.commit()
+        renewed: int = result.rowcount  # type: ignore[attr-defined]
+        return renewed == 1
+
+
+def wake_workers(store: Store) -> None:
+    """After a commit that made a case due: tell idle workers (best effort)."""
+    try:
+        store.publish(WAKE_CHANNEL, "due")
+    except Exception as exc:  # the poll finds the case anyway
+        log.warning("engine: wake-up not sent (%s)", type(exc).__name__)

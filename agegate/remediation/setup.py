@@ -1,0 +1,67 @@
+"""Wire the remediation engine into an app: targets, receipt signer, engine settings."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from flask import Flask
+
+from agegate.flags.models import Confidence
+from agegate.remediation.engine import Worker
+from agegate.remediation.receipts import ReceiptSigner, load_signer
+from agegate.remediation.targets.base import PurgeTarget
+from agegate.remediation.workflow import EngineConfig
+from agegate.settings import Settings, SettingsError
+
+
+def init_app(app: Flask, settings: Settings, version: str) -> None:
+    try:
+        signer = load_signer(settings.receipt_signing_key, settings.var_dir, settings.embedded)
+    except ValueError as exc:
+        raise SettingsError([f"AGEGATE_RECEIPT_SIGNING_KEY: {exc}"]) from None
+    if signer is None:
+        raise SettingsError(
+            [
+                "AGEGATE_RECEIPT_SIGNING_KEY: required outside the embedded default (PEM, PKCS#8 Ed25519)"
+            ]
+        )
+    app.extensions["agegate.signer"] = signer
+    app.extensions["agegate.targets"] = _targets(settings)
+    app.extensions["agegate.engine_config"] = EngineConfig(
+        grace={
+            Confidence.SUSPECTED: timedelta(seconds=settings.grace_suspected_seconds),
+            Confidence.CONFIRMED: timedelta(seconds=settings.grace_confirmed_seconds),
+        },
+        batch_size=settings.purge_batch_size,
+        max_attempts=settings.max_attempts,
+        backoff_cap=timedelta(seconds=settings.retry_backoff_cap_seconds),
+        version=version,
+    )
+
+
+def _targets(settings: Settings) -> tuple[PurgeTarget, ...]:
+    if settings.targets_file is None:
+        return ()
+    from agegate.remediation.targets.base import TargetConfigError
+    from agegate.remediation.targets.config import load_targets
+
+    try:
+        targets: tuple[PurgeTarget, ...] = load_targets(settings.targets_file, os.environ).targets
+    except TargetConfigError as exc:
+        raise SettingsError([f"AGEGATE_TARGETS_FILE: {exc}"]) from None
+    return targets
+
+
+def make_worker(app: Flask) -> Worker:
+    """A worker bound to this app's database, store, targets and signer."""
+    signer: ReceiptSigner = app.extensions["agegate.signer"]
+    settings: Settings = app.extensions["agegate.settings"]
+    return Worker(
+        app.extensions["agegate.engine"],
+        app.extensions["agegate.store"],
+        app.extensions["agegate.targets"],
+        signer,
+        app.extensions["agegate.engine_config"],
+        lease=timedelta(seconds=settings.lease_seconds),
+    )

@@ -1,0 +1,277 @@
+"""One step of a case at a time: the state machine of DESIGN.md §3, driven by the engine.
+
+Every step re-reads the case and does only what its state asks, so running it twice (a
+worker killed mid-step, a lease re-claimed) is harmless. Purging records its progress after
+every batch; the counts in a receipt come from the targets' own counts, never from adding up
+batches, so a batch done by a worker that died before recording it is not counted twice.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agegate.flags.models import Confidence, Flag
+from agegate.remediation import service
+from agegate.remediation.models import Case, CaseState, CaseTarget, LegalHold, Receipt, StepState
+from agegate.remediation.receipts import ReceiptSigner
+from agegate.remediation.targets.base import PurgeContext, PurgeTarget
+
+ENGINE_ACTOR = "system:engine"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    grace: dict[Confidence, timedelta]
+    batch_size: int
+    max_attempts: int
+    backoff_cap: timedelta
+    version: str
+
+
+@dataclass
+class StepContext:
+    session: Session
+    case: Case
+    targets: Sequence[PurgeTarget]
+    config: EngineConfig
+    signer: ReceiptSigner | None
+    now: Callable[[], datetime]
+    keep_lease: Callable[[], bool]  # renews the lease; False when it was lost
+
+
+def advance(ctx: StepContext) -> None:
+    """Do the step the case's state asks for (the caller commits)."""
+    handlers = {
+        CaseState.OPEN: _contain,
+        CaseState.AWAITING_PURGE: _start_purging,
+        CaseState.PURGING: _purge,
+        CaseState.VERIFYING: _verify,
+    }
+    handler = handlers.get(ctx.case.state)
+    if handler is None:  # nothing to do in this state (a person or a hold release acts)
+        ctx.case.next_run_at = None
+        return
+    handler(ctx)
+
+
+def _event(ctx: StepContext, event: str, **data: Any) -> None:
+    service.record_event(ctx.session, ctx.case, event, ENGINE_ACTOR, ctx.now(), **data)
+
+
+def _contain(ctx: StepContext) -> None:
+    case, now = ctx.case, ctx.now()
+    case.state = CaseState.CONTAINED
+    _event(ctx, "case.contained", hooks=[])
+    if case.purge_after is None:
+        case.purge_after = case.opened_at + ctx.config.grace[case.confidence]
+    case.state = CaseState.AWAITING_PURGE
+    _event(ctx, "case.awaiting_purge", purge_after=case.purge_after.isoformat())
+    case.next_run_at = max(case.purge_after, now)
+
+
+def _held_targets(ctx: StepContext) -> set[str]:
+    holds = ctx.session.scalars(
+        select(LegalHold).where(
+            LegalHold.account_id == ctx.case.account_id, LegalHold.released_at.is_(None)
+        )
+    ).all()
+    names = {t.name for t in ctx.targets}
+    held: set[str] = set()
+    for hold in holds:
+        held |= names if hold.targets is None else set(hold.targets) & names
+    return held
+
+
+def _start_purging(ctx: StepContext) -> None:
+    case, now = ctx.case, ctx.now()
+    if case.purge_after is not None and case.purge_after > now:
+        case.next_run_at = case.purge_after
+        return
+    if not ctx.targets:
+        _fail(ctx, None, "no purge targets are configured (AGEGATE_TARGETS_FILE)")
+        return
+    held = _held_targets(ctx)
+    existing = {t.name for t in _steps(ctx)}
+    for target in ctx.targets:
+        if target.name in existing:  # a re-run of this step after a crash
+            continue
+        state = StepState.HELD if target.name in held else StepState.PURGING
+        found = target.count(case.account_id)
+        ctx.session.add(
+            CaseTarget(
+                case_id=case.id,
+                name=target.name,
+                kind=target.kind,
+                state=state,
+                found=found,
+                purged=0,
+                remaining=found,
+                attempts=0,
+            )
+        )
+    case.state = CaseState.PURGING
+    _event(ctx, "case.purging", held=sorted(held))
+    case.next_run_at = now
+
+
+def _steps(ctx: StepContext) -> list[CaseTarget]:
+    query = select(CaseTarget).where(CaseTarget.case_id == ctx.case.id).order_by(CaseTarget.id)
+    return list(ctx.session.scalars(query))
+
+
+def _purge(ctx: StepContext) -> None:
+    by_name = {t.name: t for t in ctx.targets}
+    for step in _steps(ctx):
+        if step.state is not StepState.PURGING:
+            continue
+        if step.next_attempt_at is not None and step.next_attempt_at > ctx.now():
+            continue
+        if not _purge_target(ctx, step, by_name[step.name]):
+            return  # failed, backing off, or the lease was lost
+    pending = [s for s in _steps(ctx) if s.state is StepState.PURGING]
+    if pending:
+        waits = [s.next_attempt_at for s in pending if s.next_attempt_at is not None]
+        ctx.case.next_run_at = min(waits) if waits else ctx.now()
+        return
+    ctx.case.state = CaseState.VERIFYING
+    _event(ctx, "case.verifying")
+    ctx.case.next_run_at = ctx.now()
+
+
+def _purge_target(ctx: StepContext, step: CaseTarget, target: PurgeTarget) -> bool:
+    purge_context = PurgeContext(case_id=str(ctx.case.id))
+    while True:
+        try:
+            gone = target.purge_batch(ctx.case.account_id, ctx.config.batch_size, purge_context)
+        except Exception as exc:
+            _attempt_failed(ctx, step, exc)
+            return False
+        step.purged += gone
+        step.remaining = max((step.remaining or 0) - gone, 0)
+        ctx.session.commit()  # progress per batch: a successor resumes from here
+        if gone == 0:
+            step.state, step.remaining, step.next_attempt_at = StepState.DONE, 0, None
+            return True
+        if not ctx.keep_lease():
+            return False
+
+
+def _attempt_failed(ctx: StepContext, step: CaseTarget, exc: Exception) -> None:
+    step.attempts += 1
+    step.last_error = f"{type(exc).__name__}: {exc}"[:500]
+    if step.attempts >= ctx.config.max_attempts:
+        step.state = StepState.FAILED
+        _fail(ctx, step.name, step.last_error)
+        return
+    # Exponential backoff with jitter, capped: 2, 4, 8 ... seconds.
+    jitter = random.uniform(0.5, 1.5)  # noqa: S311 (spreading retries, not cryptography)
+    delay = min(2.0**step.attempts, ctx.config.backoff_cap.total_seconds()) * jitter
+    step.next_attempt_at = ctx.now() + timedelta(seconds=delay)
+    _event(
+        ctx,
+        "target.retry_scheduled",
+        target=step.name,
+        attempt=step.attempts,
+        error=step.last_error,
+    )
+
+
+def _fail(ctx: StepContext, target: str | None, error: str) -> None:
+    ctx.case.state, ctx.case.last_error, ctx.case.next_run_at = CaseState.FAILED, error, None
+    _event(ctx, "case.failed", target=target, error=error)
+
+
+def _verify(ctx: StepContext) -> None:
+    by_name = {t.name: t for t in ctx.targets}
+    steps = _steps(ctx)
+    leftovers = False
+    for step in steps:
+        if step.state is not StepState.DONE:
+            continue
+        left = by_name[step.name].count(ctx.case.account_id)
+        if left:
+            # Found again (written during the purge, or a batch lost with a worker): purge it.
+            step.found += left
+            step.remaining, step.state = left, StepState.PURGING
+            _event(ctx, "target.leftovers_found", target=step.name, count=left)
+            leftovers = True
+        else:
+            step.purged, step.remaining = step.found, 0  # exact, whatever batches were lost
+    if leftovers:
+        ctx.case.state, ctx.case.next_run_at = CaseState.PURGING, ctx.now()
+        return
+    if any(s.state is StepState.HELD for s in steps):
+        ctx.case.state, ctx.case.next_run_at = CaseState.ON_HOLD, None
+        _event(ctx, "case.on_hold", targets=[s.name for s in steps if s.state is StepState.HELD])
+        return
+    _complete(ctx, steps)
+
+
+def _complete(ctx: StepContext, steps: list[CaseTarget]) -> None:
+    case, now = ctx.case, ctx.now()
+    case.state, case.closed_at, case.next_run_at = CaseState.COMPLETED, now, None
+    _event(ctx, "case.completed")
+    if ctx.signer is None:
+        raise RuntimeError("no receipt signing key: set AGEGATE_RECEIPT_SIGNING_KEY")
+    document = ctx.signer.sign(_receipt_body(ctx, steps))
+    ctx.session.add(
+        Receipt(
+            case_id=case.id,
+            body=document["receipt"],
+            signature=document["signature"],
+            kid=document["kid"],
+            issued_at=now,
+        )
+    )
+    _event(ctx, "receipt.issued", kid=document["kid"])
+
+
+def _receipt_body(ctx: StepContext, steps: list[CaseTarget]) -> dict[str, Any]:
+    case, session = ctx.case, ctx.session
+    reasons = sorted(
+        {f.reason.value for f in session.scalars(select(Flag).where(Flag.case_id == case.id))}
+    )
+    holds = session.scalars(select(LegalHold).where(LegalHold.account_id == case.account_id)).all()
+    transitions = [
+        {"event": e.event, "at": e.at.isoformat()}
+        for e in service.timeline(session, case)
+        if e.event.startswith("case.")
+    ]
+    return {
+        "case_id": str(case.id),
+        "account_id": case.account_id,
+        "reasons": reasons,
+        "opened_at": case.opened_at.isoformat(),
+        "completed_at": (case.closed_at or ctx.now()).isoformat(),
+        "transitions": transitions,
+        "targets": [
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "found": s.found,
+                "purged": s.purged,
+                "remaining": s.remaining or 0,
+                "held": False,
+            }
+            for s in steps
+        ],
+        "holds": [
+            {
+                "id": str(h.id),
+                "targets": h.targets,
+                "created_at": h.created_at.isoformat(),
+                "released_at": h.released_at.isoformat() if h.released_at else None,
+            }
+            for h in holds
+            if h.created_at <= (case.closed_at or ctx.now())
+        ],
+        "issued_at": ctx.now().isoformat(),
+        "agegate_version": ctx.config.version,
+    }

@@ -1,0 +1,284 @@
+"""The remediation workflow end to end, with an in-memory purge target."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from agegate.remediation.engine import Worker
+from agegate.remediation.receipts import verify
+from agegate.remediation.setup import make_worker
+from agegate.remediation.targets.base import PurgeContext, TargetError, checked_account_id
+
+
+class MemoryTarget:
+    """A purge target over a dict; can be told to fail its next N batches (or all of them)."""
+
+    kind = "memory"
+
+    def __init__(self, name: str, items: dict[str, set[str]]) -> None:
+        self.name = name
+        self.items = items
+        self.failures_left = 0
+        self.lock = threading.Lock()
+
+    def check(self) -> None:
+        return None
+
+    def count(self, account_id: str) -> int:
+        return len(self.items.get(checked_account_id(account_id), set()))
+
+    def purge_batch(self, account_id: str, limit: int, context: PurgeContext) -> int:
+        with self.lock:
+            if self.failures_left:
+                self.failures_left -= 1
+                raise TargetError(f"{self.name} is unavailable (test)")
+            held = self.items.get(checked_account_id(account_id), set())
+            batch = sorted(held)[:limit]
+            held.difference_update(batch)
+            return len(batch)
+
+
+def seed() -> dict[str, set[str]]:
+    return {
+        "acct-child": {f"gen-{i}" for i in range(23)},
+        "acct-adult": {f"gen-{i}" for i in range(7)},
+    }
+
+
+@pytest.fixture
+def platform(
+    app_factory: Callable[..., Flask],
+) -> Iterator[tuple[Flask, MemoryTarget, MemoryTarget, Worker]]:
+    app = app_factory(purge_batch_size=5, retry_backoff_cap_seconds=1, max_attempts=3)
+    uploads, history = MemoryTarget("uploads", seed()), MemoryTarget("history", seed())
+    app.extensions["agegate.targets"] = (uploads, history)
+    yield app, uploads, history, make_worker(app)
+
+
+@pytest.fixture
+def ts(make_key: Callable[..., dict[str, str]]) -> dict[str, str]:
+    return make_key("flags:write", "cases:read", "cases:write", "legal-holds:write")
+
+
+def open_case(client: FlaskClient, headers: dict[str, str], confidence: str = "confirmed") -> str:
+    response = client.post(
+        "/v1/accounts/acct-child/flags",
+        json={"reason": "parental_request", "confidence": confidence},
+        headers=headers,
+    )
+    assert response.status_code == 201
+    return str(response.get_json()["case"]["id"])
+
+
+def drive(
+    worker: Worker,
+    client: FlaskClient,
+    headers: dict[str, str],
+    case_id: str,
+    until: set[str],
+    timeout: float = 10,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        case = client.get(f"/v1/cases/{case_id}", headers=headers).get_json()
+        if case["state"] in until:
+            return case  # type: ignore[no-any-return]
+        if not worker.run_once():
+            time.sleep(0.05)
+    raise AssertionError(f"case stuck in {case['state']}: {case['timeline'][-3:]}")
+
+
+def test_a_confirmed_case_is_contained_purged_verified_and_receipted(
+    platform: Any, ts: dict[str, str]
+) -> None:
+    app, uploads, history, worker = platform
+    client = app.test_client()
+    case_id = open_case(client, ts)
+    case = drive(worker, client, ts, case_id, {"completed"})
+    events = [e["event"] for e in case["timeline"]]
+    for expected in (
+        "case.opened",
+        "case.contained",
+        "case.awaiting_purge",
+        "case.purging",
+        "case.verifying",
+        "case.completed",
+        "receipt.issued",
+    ):
+        assert expected in events
+    assert uploads.count("acct-child") == 0 and history.count("acct-child") == 0
+    assert uploads.items["acct-adult"] == seed()["acct-adult"]  # the other account is untouched
+    assert [(t["name"], t["found"], t["purged"], t["remaining"]) for t in case["targets"]] == [
+        ("uploads", 23, 23, 0),
+        ("history", 23, 23, 0),
+    ]
+
+    document = client.get(f"/v1/cases/{case_id}/receipt", headers=ts).get_json()
+    receipt = document["receipt"]
+    assert receipt["case_id"] == case_id and receipt["account_id"] == "acct-child"
+    assert receipt["reasons"] == ["parental_request"]
+    assert {t["name"]: (t["found"], t["purged"], t["remaining"]) for t in receipt["targets"]} == {
+        "uploads": (23, 23, 0),
+        "history": (23, 23, 0),
+    }
+    jwks = client.get("/v1/receipts/public-key").get_json()
+    assert jwks["keys"][0]["kty"] == "OKP" and jwks["keys"][0]["kid"] == document["kid"]
+    assert verify(document, jwks)
+    tampered = json.loads(json.dumps(document))
+    tampered["receipt"]["targets"][0]["purged"] = 22
+    assert not verify(tampered, jwks)
+
+
+def test_a_suspected_case_waits_for_its_appeal_window_until_expedited(
+    platform: Any, ts: dict[str, str]
+) -> None:
+    app, uploads, _, worker = platform
+    client = app.test_client()
+    case_id = open_case(client, ts, confidence="suspected")
+    case = drive(worker, client, ts, case_id, {"awaiting_purge"})
+    assert case["purge_after"] > case["opened_at"]
+    for _ in range(5):
+        worker.run_once()
+    assert client.get(f"/v1/cases/{case_id}", headers=ts).get_json()["state"] == "awaiting_purge"
+    assert uploads.count("acct-child") == 23
+    assert client.get(f"/v1/cases/{case_id}/receipt", headers=ts).status_code == 409
+    client.post(f"/v1/cases/{case_id}/expedite", json={"reason": "parent confirmed"}, headers=ts)
+    drive(worker, client, ts, case_id, {"completed"})
+    assert uploads.count("acct-child") == 0
+
+
+def test_dismissal_is_refused_once_purging_began(platform: Any, ts: dict[str, str]) -> None:
+    app, _uploads, _, worker = platform
+    client = app.test_client()
+    case_id = open_case(client, ts)
+    drive(worker, client, ts, case_id, {"purging"})
+    response = client.post(f"/v1/cases/{case_id}/dismiss", json={"reason": "too late"}, headers=ts)
+    assert response.status_code == 409
+    drive(worker, client, ts, case_id, {"completed"})
+
+
+def test_a_dismissed_case_purges_nothing(platform: Any, ts: dict[str, str]) -> None:
+    app, uploads, _, worker = platform
+    client = app.test_client()
+    case_id = open_case(client, ts, confidence="suspected")
+    drive(worker, client, ts, case_id, {"awaiting_purge"})
+    assert (
+        client.post(
+            f"/v1/cases/{case_id}/dismiss", json={"reason": "adult verified"}, headers=ts
+        ).status_code
+        == 200
+    )
+    client.post(f"/v1/cases/{case_id}/expedite", json={}, headers=ts)
+    for _ in range(5):
+        worker.run_once()
+    assert uploads.count("acct-child") == 23
+
+
+def test_failures_back_off_then_succeed_and_the_receipt_is_exact(
+    platform: Any, ts: dict[str, str]
+) -> None:
+    app, uploads, _, worker = platform
+    uploads.failures_left = 2
+    client = app.test_client()
+    case_id = open_case(client, ts)
+    case = drive(worker, client, ts, case_id, {"completed"})
+    events = [e["event"] for e in case["timeline"]]
+    assert events.count("target.retry_scheduled") == 2
+    receipt = client.get(f"/v1/cases/{case_id}/receipt", headers=ts).get_json()["receipt"]
+    assert receipt["targets"][0] == {
+        "name": "uploads",
+        "kind": "memory",
+        "found": 23,
+        "purged": 23,
+        "remaining": 0,
+        "held": False,
+    }
+
+
+def test_a_target_that_keeps_failing_fails_the_case_which_can_be_retried(
+    platform: Any, ts: dict[str, str]
+) -> None:
+    app, uploads, _, worker = platform
+    uploads.failures_left = 10_000
+    client = app.test_client()
+    case_id = open_case(client, ts)
+    case = drive(worker, client, ts, case_id, {"failed"})
+    assert "uploads is unavailable" in case["last_error"]
+    failed = {t["name"]: t for t in case["targets"]}["uploads"]
+    assert failed["state"] == "failed" and failed["attempts"] == 3
+    uploads.failures_left = 0
+    assert client.post(f"/v1/cases/{case_id}/retry", headers=ts).status_code == 200
+    drive(worker, client, ts, case_id, {"completed"})
+    assert uploads.count("acct-child") == 0
+
+
+def test_a_legal_hold_keeps_its_target_until_released(platform: Any, ts: dict[str, str]) -> None:
+    app, uploads, history, worker = platform
+    client = app.test_client()
+    hold = client.post(
+        "/v1/accounts/acct-child/legal-holds",
+        json={"reason": "litigation", "targets": ["history"]},
+        headers=ts,
+    )
+    assert hold.status_code == 201
+    unknown = client.post(
+        "/v1/accounts/acct-child/legal-holds", json={"reason": "x", "targets": ["nope"]}, headers=ts
+    )
+    assert unknown.status_code == 422
+    case_id = open_case(client, ts)
+    drive(worker, client, ts, case_id, {"on_hold"})
+    assert uploads.count("acct-child") == 0 and history.count("acct-child") == 23
+    released = client.delete(f"/v1/legal-holds/{hold.get_json()['id']}", headers=ts)
+    assert released.status_code == 200 and released.get_json()["released_at"]
+    drive(worker, client, ts, case_id, {"completed"})
+    assert history.count("acct-child") == 0
+    receipt = client.get(f"/v1/cases/{case_id}/receipt", headers=ts).get_json()["receipt"]
+    assert [h["id"] for h in receipt["holds"]] == [hold.get_json()["id"]]
+    assert client.delete(f"/v1/legal-holds/{hold.get_json()['id']}", headers=ts).status_code == 409
+
+
+def test_leftovers_found_in_verification_are_purged_and_counted(
+    platform: Any, ts: dict[str, str]
+) -> None:
+    app, uploads, _, worker = platform
+    client = app.test_client()
+    case_id = open_case(client, ts)
+    drive(worker, client, ts, case_id, {"verifying"})
+    uploads.items["acct-child"].update({"late-1", "late-2"})  # written while the purge ran
+    case = drive(worker, client, ts, case_id, {"completed"})
+    assert "target.leftovers_found" in [e["event"] for e in case["timeline"]]
+    receipt = client.get(f"/v1/cases/{case_id}/receipt", headers=ts).get_json()["receipt"]
+    assert receipt["targets"][0]["found"] == 25 and receipt["targets"][0]["purged"] == 25
+
+
+def test_without_targets_the_case_fails_and_says_why(app: Flask, ts: dict[str, str]) -> None:
+    worker = make_worker(app)
+    client = app.test_client()
+    case_id = open_case(client, ts)
+    case = drive(worker, client, ts, case_id, {"failed"})
+    assert "no purge targets" in case["last_error"]
+
+
+def test_an_expired_lease_is_reclaimed_by_another_worker(platform: Any, ts: dict[str, str]) -> None:
+    app, _uploads, _, worker = platform
+    client = app.test_client()
+    case_id = open_case(client, ts)
+    from datetime import timedelta
+
+    from agegate.db import utcnow
+
+    crashed = make_worker(app)
+    crashed.lease = timedelta(seconds=0.2)
+    assert crashed._claim(utcnow()) is not None  # claims, then "dies" without working
+    assert worker._claim(utcnow()) is None  # the lease still holds
+    time.sleep(0.3)
+    case = drive(worker, client, ts, case_id, {"completed"})
+    assert "case.lease_reclaimed" in [e["event"] for e in case["timeline"]]
