@@ -191,6 +191,22 @@ def receipts_new_key() -> None:
     click.echo(new_key_pem().decode(), nl=False)
 
 
+@cli.group()
+def demo() -> None:
+    """The demo platform the embedded default purges."""
+
+
+@demo.command("seed", with_appcontext=False)
+def demo_seed() -> None:
+    """(Re)create the demo platform: a SQLite database and a media folder under var/demo."""
+    from agegate import demo as demo_platform
+
+    settings = load_settings()
+    path = demo_platform.seed(settings.var_dir)
+    click.echo(f"demo platform ready: {', '.join(demo_platform.ACCOUNTS)}")
+    click.echo(f"targets file: {path} (the embedded default uses it; restart `agegate serve`)")
+
+
 cli.add_command(jurisdictions_commands.jurisdictions)
 cli.add_command(targets_commands.targets)
 

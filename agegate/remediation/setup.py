@@ -41,13 +41,21 @@ def init_app(app: Flask, settings: Settings, version: str) -> None:
 
 
 def _targets(settings: Settings) -> tuple[PurgeTarget, ...]:
-    if settings.targets_file is None:
+    path = settings.targets_file
+    if path is None and settings.embedded:
+        # The embedded default purges the demo platform, made on first start.
+        from agegate import demo
+
+        path = demo.targets_file(settings.var_dir)
+        if not path.exists():
+            demo.seed(settings.var_dir)
+    if path is None:
         return ()
     from agegate.remediation.targets.base import TargetConfigError
     from agegate.remediation.targets.config import load_targets
 
     try:
-        targets: tuple[PurgeTarget, ...] = load_targets(settings.targets_file, os.environ).targets
+        targets: tuple[PurgeTarget, ...] = load_targets(path, os.environ).targets
     except TargetConfigError as exc:
         raise SettingsError([f"AGEGATE_TARGETS_FILE: {exc}"]) from None
     return targets
