@@ -261,6 +261,7 @@ def test_leftovers_found_in_verification_are_purged_and_counted(
 
 
 def test_without_targets_the_case_fails_and_says_why(app: Flask, ts: dict[str, str]) -> None:
+    app.extensions["agegate.targets"] = ()  # (the embedded default would purge its demo platform)
     worker = make_worker(app)
     client = app.test_client()
     case_id = open_case(client, ts)
