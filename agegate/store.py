@@ -50,6 +50,9 @@ class Store(Protocol):
     def publish(self, channel: str, message: str) -> None:
         """Tell every listener of channel, now (best effort: listeners also poll the database)."""
 
+    def close(self) -> None:
+        """Release connections and stop listeners."""
+
     def listen(
         self, channel: str, on_message: Callable[[str], None], on_reconnect: Callable[[], None]
     ) -> bool:
@@ -88,6 +91,7 @@ class RedisStore:
         )
         self.client = redis.Redis(connection_pool=pool)
         self._incr = self.client.register_script(_INCR_WITH_TTL)
+        self._closed = threading.Event()
 
     def ping(self) -> None:
         self.client.ping()
@@ -128,7 +132,7 @@ class RedisStore:
     def _listen(
         self, channel: str, on_message: Callable[[str], None], on_reconnect: Callable[[], None]
     ) -> None:
-        while True:
+        while not self._closed.is_set():
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(channel)
@@ -136,12 +140,18 @@ class RedisStore:
                 for message in pubsub.listen():
                     on_message(str(message["data"]))
             except Exception as exc:  # Redis went away: resubscribe, and the caller resyncs
-                log.warning(
-                    "store: listener on %s lost (%s); retrying", channel, type(exc).__name__
-                )
-                time.sleep(1)
+                if not self._closed.is_set():
+                    log.warning(
+                        "store: listener on %s lost (%s); retrying", channel, type(exc).__name__
+                    )
+                    self._closed.wait(1)
             finally:
                 pubsub.close()
+
+    def close(self) -> None:
+        """Stop listeners and close the pool (tests, graceful shutdown)."""
+        self._closed.set()
+        self.client.close()
 
 
 class SQLStore:
@@ -214,6 +224,9 @@ class SQLStore:
         self, channel: str, on_message: Callable[[str], None], on_reconnect: Callable[[], None]
     ) -> bool:
         return False
+
+    def close(self) -> None:
+        """Nothing to release: the engine belongs to the app."""
 
     def _sweep(self) -> None:
         """Now and then, remove expired entries (rate-limit windows leave one per second)."""

@@ -146,6 +146,7 @@ def app_factory(settings_overrides: dict[str, Any]) -> Iterator[Callable[..., Fl
         application.extensions["agegate.check_recorder"].flush()  # before the database goes
         for target in application.extensions["agegate.targets"]:
             getattr(target, "close", lambda: None)()
+        application.extensions["agegate.store"].close()
         engine: Engine = application.extensions["agegate.engine"]
         engine.dispose()
 

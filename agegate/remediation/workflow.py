@@ -9,6 +9,7 @@ batches, so a batch done by a worker that died before recording it is not counte
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agegate.age_checks.models import AgeCheck
 from agegate.flags.models import Confidence, Flag
 from agegate.remediation import service
 from agegate.remediation.models import Case, CaseState, CaseTarget, LegalHold, Receipt, StepState
@@ -235,9 +237,8 @@ def _complete(ctx: StepContext, steps: list[CaseTarget]) -> None:
 
 def _receipt_body(ctx: StepContext, steps: list[CaseTarget]) -> dict[str, Any]:
     case, session = ctx.case, ctx.session
-    reasons = sorted(
-        {f.reason.value for f in session.scalars(select(Flag).where(Flag.case_id == case.id))}
-    )
+    flags = session.scalars(select(Flag).where(Flag.case_id == case.id)).all()
+    reasons = sorted({f.reason.value for f in flags})
     holds = session.scalars(select(LegalHold).where(LegalHold.account_id == case.account_id)).all()
     transitions = [
         {"event": e.event, "at": e.at.isoformat()}
@@ -272,6 +273,27 @@ def _receipt_body(ctx: StepContext, steps: list[CaseTarget]) -> dict[str, Any]:
             for h in holds
             if h.created_at <= (case.closed_at or ctx.now())
         ],
+        "rules": _rules_applied(session, flags),
         "issued_at": ctx.now().isoformat(),
         "agegate_version": ctx.config.version,
     }
+
+
+def _rules_applied(session: Session, flags: Sequence[Flag]) -> list[dict[str, Any]]:
+    """For flags raised by age checks: the jurisdiction rule each check applied."""
+    ids = []
+    for flag in flags:
+        kind, _, value = (flag.evidence or "").partition(":")
+        if kind == "age-check":
+            ids.append(uuid.UUID(value))
+    checks = session.scalars(
+        select(AgeCheck).where(AgeCheck.id.in_(ids)).order_by(AgeCheck.checked_at)
+    )
+    return [
+        {
+            "jurisdiction": c.jurisdiction_code,
+            "rule_version": c.rule_version,
+            "minimum_age": c.minimum_age,
+        }
+        for c in checks
+    ]

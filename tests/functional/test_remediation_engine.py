@@ -394,3 +394,24 @@ def open_case_for(
         headers=headers,
     )
     return str(response.get_json()["case"]["id"])
+
+
+def test_a_receipt_names_the_rule_an_age_check_applied(
+    platform: Any, ts: dict[str, str], make_key: Callable[..., dict[str, str]]
+) -> None:
+    from tests.functional.test_age_checks import seed_table
+
+    app, _uploads, _, worker = platform
+    seed_table(app)
+    client = app.test_client()
+    client.post(
+        "/v1/age-checks",
+        json={"age": 12, "country": "DE", "account_id": "acct-child"},
+        headers=make_key("age-checks:write"),
+    )
+    (case,) = client.get("/v1/cases?account_id=acct-child", headers=ts).get_json()["items"]
+    client.post(f"/v1/cases/{case['id']}/expedite", json={}, headers=ts)  # self-declared: suspected
+    drive(worker, client, ts, case["id"], {"completed"})
+    receipt = client.get(f"/v1/cases/{case['id']}/receipt", headers=ts).get_json()["receipt"]
+    assert receipt["reasons"] == ["self_declared_underage"]
+    assert receipt["rules"] == [{"jurisdiction": "DE", "rule_version": 1, "minimum_age": 16}]
