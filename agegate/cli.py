@@ -144,7 +144,8 @@ def worker() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     engine_worker = make_worker(current_app._get_current_object())  # type: ignore[attr-defined]
-    click.echo(f"worker {engine_worker.owner} running (lease {engine_worker.lease})")
+    seconds = engine_worker.lease.total_seconds()
+    click.echo(f"worker {engine_worker.owner} running (lease {seconds:g} s)")
     engine_worker.run_forever(stop)
     click.echo("worker stopped")
 
