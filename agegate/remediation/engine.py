@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from agegate.db import utcnow
 from agegate.remediation import service, workflow
-from agegate.remediation.models import CLOSED_STATES, Case
+from agegate.remediation.models import Case, CaseState
 from agegate.remediation.receipts import ReceiptSigner
 from agegate.remediation.targets.base import PurgeTarget
 from agegate.store import Store
@@ -95,7 +95,7 @@ class Worker:
                 select(Case)
                 .where(
                     Case.next_run_at <= now,
-                    Case.state.not_in(CLOSED_STATES),
+                    Case.state != CaseState.COMPLETED,  # a dismissed case may owe its release hooks
                     or_(Case.lease_expires_at.is_(None), Case.lease_expires_at < now),
                 )
                 .order_by(Case.next_run_at)

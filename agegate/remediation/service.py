@@ -165,7 +165,8 @@ def dismiss(session: Session, case: Case, *, reason: str, actor: str, now: datet
             f"the case is {case.state.value}: it can no longer be dismissed",
             code="case_not_dismissable",
         )
-    case.state, case.closed_at, case.next_run_at = CaseState.DISMISSED, now, None
+    # The engine runs the release hooks (e.g. unsuspend the account) at once.
+    case.state, case.closed_at, case.next_run_at = CaseState.DISMISSED, now, now
     record_event(session, case, "case.dismissed", actor, now, reason=reason)
     return case
 

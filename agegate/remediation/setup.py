@@ -11,6 +11,7 @@ from agegate.flags.models import Confidence
 from agegate.remediation.engine import Worker
 from agegate.remediation.receipts import ReceiptSigner, load_signer
 from agegate.remediation.targets.base import PurgeTarget
+from agegate.remediation.targets.http import HttpRequest
 from agegate.remediation.workflow import EngineConfig
 from agegate.settings import Settings, SettingsError
 
@@ -27,7 +28,8 @@ def init_app(app: Flask, settings: Settings, version: str) -> None:
             ]
         )
     app.extensions["agegate.signer"] = signer
-    app.extensions["agegate.targets"] = _targets(settings)
+    targets, hooks = _targets(settings)
+    app.extensions["agegate.targets"] = targets
     app.extensions["agegate.engine_config"] = EngineConfig(
         grace={
             Confidence.SUSPECTED: timedelta(seconds=settings.grace_suspected_seconds),
@@ -37,10 +39,13 @@ def init_app(app: Flask, settings: Settings, version: str) -> None:
         max_attempts=settings.max_attempts,
         backoff_cap=timedelta(seconds=settings.retry_backoff_cap_seconds),
         version=version,
+        hooks=hooks,
     )
 
 
-def _targets(settings: Settings) -> tuple[PurgeTarget, ...]:
+def _targets(
+    settings: Settings,
+) -> tuple[tuple[PurgeTarget, ...], dict[str, tuple[HttpRequest, ...]]]:
     path = settings.targets_file
     if path is None and settings.embedded:
         # The embedded default purges the demo platform, made on first start.
@@ -50,15 +55,19 @@ def _targets(settings: Settings) -> tuple[PurgeTarget, ...]:
         if not path.exists():
             demo.seed(settings.var_dir)
     if path is None:
-        return ()
+        return (), {}
     from agegate.remediation.targets.base import TargetConfigError
     from agegate.remediation.targets.config import load_targets
 
     try:
-        targets: tuple[PurgeTarget, ...] = load_targets(path, os.environ).targets
+        loaded = load_targets(path, os.environ)
+        hooks = {
+            phase: tuple(HttpRequest.from_config(raw, f"hooks.{phase}") for raw in entries)
+            for phase, entries in loaded.hooks.items()
+        }
     except TargetConfigError as exc:
         raise SettingsError([f"AGEGATE_TARGETS_FILE: {exc}"]) from None
-    return targets
+    return loaded.targets, hooks
 
 
 def make_worker(app: Flask) -> Worker:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,8 @@ from agegate.flags.models import Confidence, Flag
 from agegate.remediation import service
 from agegate.remediation.models import Case, CaseState, CaseTarget, LegalHold, Receipt, StepState
 from agegate.remediation.receipts import ReceiptSigner
-from agegate.remediation.targets.base import PurgeContext, PurgeTarget
+from agegate.remediation.targets.base import PurgeContext, PurgeTarget, TargetError
+from agegate.remediation.targets.http import HttpRequest, TargetPending, run_hook
 
 ENGINE_ACTOR = "system:engine"
 
@@ -35,6 +36,7 @@ class EngineConfig:
     max_attempts: int
     backoff_cap: timedelta
     version: str
+    hooks: dict[str, tuple[HttpRequest, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +54,7 @@ def advance(ctx: StepContext) -> None:
     """Do the step the case's state asks for (the caller commits)."""
     handlers = {
         CaseState.OPEN: _contain,
+        CaseState.DISMISSED: _release,
         CaseState.AWAITING_PURGE: _start_purging,
         CaseState.PURGING: _purge,
         CaseState.VERIFYING: _verify,
@@ -69,13 +72,49 @@ def _event(ctx: StepContext, event: str, **data: Any) -> None:
 
 def _contain(ctx: StepContext) -> None:
     case, now = ctx.case, ctx.now()
+    hooks = ctx.config.hooks.get("contain", ())
+    if not _run_hooks(ctx, "contain", hooks):
+        return
     case.state = CaseState.CONTAINED
-    _event(ctx, "case.contained", hooks=[])
+    _event(ctx, "case.contained", hooks=[h.name for h in hooks])
     if case.purge_after is None:
         case.purge_after = case.opened_at + ctx.config.grace[case.confidence]
     case.state = CaseState.AWAITING_PURGE
     _event(ctx, "case.awaiting_purge", purge_after=case.purge_after.isoformat())
     case.next_run_at = max(case.purge_after, now)
+
+
+def _release(ctx: StepContext) -> None:
+    """A dismissed case undoes its containment (e.g. unsuspends the account)."""
+    hooks = ctx.config.hooks.get("release", ())
+    if _run_hooks(ctx, "release", hooks):
+        _event(ctx, "case.released", hooks=[h.name for h in hooks])
+        ctx.case.next_run_at = None
+
+
+def _run_hooks(ctx: StepContext, phase: str, hooks: Sequence[HttpRequest]) -> bool:
+    """Run every hook; on a failure, try the whole phase again later (hooks are idempotent)."""
+    for hook in hooks:
+        try:
+            run_hook(hook, ctx.case.account_id, str(ctx.case.id))
+        except TargetError as exc:
+            failures = sum(
+                1 for e in service.timeline(ctx.session, ctx.case) if e.event == "hook.failed"
+            )
+            _event(ctx, "hook.failed", phase=phase, hook=hook.name, error=str(exc)[:500])
+            if failures + 1 >= ctx.config.max_attempts:
+                _fail(ctx, hook.name, f"{phase} hook {hook.name}: {exc}")
+                return False
+            delay = max(_backoff(ctx, failures + 1), exc.retry_after)
+            ctx.case.next_run_at = ctx.now() + timedelta(seconds=delay)
+            return False
+    return True
+
+
+def _backoff(ctx: StepContext, attempt: int) -> float:
+    """Exponential backoff with jitter, capped: about 2, 4, 8 ... seconds."""
+    jitter = random.uniform(0.5, 1.5)  # noqa: S311 (spreading retries, not cryptography)
+    return min(2.0**attempt, ctx.config.backoff_cap.total_seconds()) * jitter
 
 
 def _held_targets(ctx: StepContext) -> set[str]:
@@ -148,10 +187,15 @@ def _purge(ctx: StepContext) -> None:
 
 
 def _purge_target(ctx: StepContext, step: CaseTarget, target: PurgeTarget) -> bool:
-    purge_context = PurgeContext(case_id=str(ctx.case.id))
     while True:
+        context = PurgeContext(
+            str(ctx.case.id), purged=step.purged, started_at=ctx.case.purge_after
+        )
         try:
-            gone = target.purge_batch(ctx.case.account_id, ctx.config.batch_size, purge_context)
+            gone = target.purge_batch(ctx.case.account_id, ctx.config.batch_size, context)
+        except TargetPending as pending:  # accepted and in progress: no attempt is used up
+            step.next_attempt_at = ctx.now() + timedelta(seconds=pending.retry_after)
+            return False
         except Exception as exc:
             _attempt_failed(ctx, step, exc)
             return False
@@ -172,9 +216,7 @@ def _attempt_failed(ctx: StepContext, step: CaseTarget, exc: Exception) -> None:
         step.state = StepState.FAILED
         _fail(ctx, step.name, step.last_error)
         return
-    # Exponential backoff with jitter, capped: 2, 4, 8 ... seconds.
-    jitter = random.uniform(0.5, 1.5)  # noqa: S311 (spreading retries, not cryptography)
-    delay = min(2.0**step.attempts, ctx.config.backoff_cap.total_seconds()) * jitter
+    delay = max(_backoff(ctx, step.attempts), getattr(exc, "retry_after", 0.0))
     step.next_attempt_at = ctx.now() + timedelta(seconds=delay)
     _event(
         ctx,
@@ -197,7 +239,12 @@ def _verify(ctx: StepContext) -> None:
     for step in steps:
         if step.state is not StepState.DONE:
             continue
-        left = by_name[step.name].count(ctx.case.account_id)
+        target = by_name[step.name]
+        if getattr(target, "counts_when_purged", False):
+            # The service's own answer is the count and the verification (`http`).
+            step.found, step.remaining = step.purged, 0
+            continue
+        left = target.count(ctx.case.account_id)
         if left:
             # Found again (written during the purge, or a batch lost with a worker): purge it.
             step.found += left

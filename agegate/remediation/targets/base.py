@@ -9,13 +9,19 @@ by the next count.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from agegate.accounts import ACCOUNT_ID_RULE, is_valid_account_id
 
 
 class TargetError(Exception):
-    """A target could not do what was asked (unreachable, refused); the step retries."""
+    """A target could not do what was asked (unreachable, refused); the step retries,
+    not before `retry_after` seconds when the target was told when (HTTP Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TargetConfigError(Exception):
@@ -24,9 +30,12 @@ class TargetConfigError(Exception):
 
 @dataclass(frozen=True)
 class PurgeContext:
-    """Who is purging: lets a kind build idempotency keys (`http`: case and target)."""
+    """Who is purging and how far it got: lets a kind build idempotency keys (`http`: case
+    and target) and know what it already did for this case."""
 
     case_id: str
+    purged: int = 0  # what this target has purged for the case so far
+    started_at: datetime | None = None  # when purging became due (deadlines count from here)
 
 
 class PurgeTarget(Protocol):

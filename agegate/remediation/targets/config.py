@@ -26,9 +26,9 @@ NAME_RULE = "[a-z0-9][a-z0-9-]{0,62}"
 NAME_PATTERN = re.compile(NAME_RULE + r"\Z")
 COMMON_KEYS = ("name", "kind", "description")
 # Kinds DESIGN.md promises that have not landed yet: named as such, not as unknown.
-NOT_YET_AVAILABLE = ("s3", "http")
+NOT_YET_AVAILABLE = ("s3",)
 HOOK_PHASES = ("contain", "release")
-HOOK_KEYS = ("name", "kind", "url", "method", "description")
+HOOK_KEYS = ("name", "kind", "url", "method", "description", "secret_env", "timeout")
 HOOK_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -53,8 +53,14 @@ def _redis(config: dict[str, Any], location: str) -> PurgeTarget:
     return RedisTarget.from_config(config, location)
 
 
+def _http(config: dict[str, Any], location: str) -> PurgeTarget:
+    from agegate.remediation.targets.http import HttpTarget
+
+    return HttpTarget.from_config(config, location)
+
+
 # Factories import their module lazily: the kind modules use the helpers below.
-KINDS: dict[str, Factory] = {"sql": _sql, "files": _files, "redis": _redis}
+KINDS: dict[str, Factory] = {"sql": _sql, "files": _files, "redis": _redis, "http": _http}
 
 
 def register_kind(kind: str, factory: Factory) -> None:
@@ -236,7 +242,7 @@ def _factory(kind: Any, where: str, problems: list[str]) -> Factory | None:
 def _hooks(
     raw: Any, label: str, environ: Mapping[str, str], problems: list[str]
 ) -> dict[str, tuple[dict[str, Any], ...]]:
-    """Hooks stay raw dicts until the http kind lands; their shape is checked now."""
+    """Hooks are http requests; their shape is checked here, the requests are built at start-up."""
     hooks: dict[str, tuple[dict[str, Any], ...]] = {phase: () for phase in HOOK_PHASES}
     if raw is None:
         return hooks
