@@ -98,9 +98,11 @@ class FilesTarget:
 
     def purge_batch(self, account_id: str, limit: int, context: PurgeContext) -> int:
         checked_account_id(account_id)
-        removed = 0
+        removed, checked = 0, set()
         for path in list(islice(self._items(account_id), limit)):
-            self._inside(path)
+            if path.parent not in checked:  # one realpath per directory and batch, not per file
+                self._inside(path)
+                checked.add(path.parent)
             try:
                 os.unlink(path)  # on a symbolic link: removes the link, never its target
             except FileNotFoundError:
