@@ -35,7 +35,16 @@ from agegate.db import make_engine
 from agegate.remediation.targets.config import Targets, load_targets
 
 REDIS_ENV = "AGEGATE_TEST_REDIS_URL"
-CONTRACT_KINDS = ["sql", "files"] + (["redis"] if os.environ.get(REDIS_ENV) else [])
+# s3 runs in every mode against a moto server the tests start: it needs no configured store.
+CONTRACT_KINDS = ["sql", "files", "s3", "s3-versioned"] + (
+    ["redis"] if os.environ.get(REDIS_ENV) else []
+)
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret-never-echoed",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 class Harness(Protocol):
@@ -252,6 +261,97 @@ class RedisHarness:
         self.client.close()
 
 
+class S3Harness:
+    """Three layouts: a tree per account, a second tree, and one exact key per account.
+
+    Versioned: every key is written twice and one is then deleted, so the account holds two
+    versions of each key plus a delete marker, and all of them must go.
+    """
+
+    kind = "s3"
+    keys = ("media/{a}/a.png", "media/{a}/sub/b.png", "media/{a}/c.bin", "uploads/{a}/1.mp4",
+            "uploads/{a}/2.mp4", "avatars/{a}")  # fmt: skip
+    unmatched = ("media/{a}.json", "avatars/{a}.png")  # near misses: must stay
+
+    def __init__(self, endpoint: str, versioned: bool) -> None:
+        import boto3
+
+        self.versioned = versioned
+        self.per_account = len(self.keys) * 2 + 1 if versioned else len(self.keys)
+        self.bucket = f"gen-media-{uuid.uuid4().hex[:12]}"
+        self.client = boto3.session.Session().client("s3", endpoint_url=endpoint)
+        self.client.create_bucket(Bucket=self.bucket)
+        if versioned:
+            self.client.put_bucket_versioning(
+                Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
+            )
+        self.environ = {"MEDIA_S3_ENDPOINT": endpoint}
+
+    def entry(self) -> dict[str, Any]:
+        return {
+            "name": "blobs",
+            "kind": "s3",
+            "bucket": self.bucket,
+            "endpoint_url": "${MEDIA_S3_ENDPOINT}",
+            "region": "us-east-1",
+            "prefixes": ["media/{account_id}/", "uploads/{account_id}/", "avatars/{account_id}"],
+        }
+
+    def seed(self, account_id: str) -> None:
+        for template in self.keys + self.unmatched:
+            key = template.format(a=account_id)
+            for _ in range(2 if self.versioned else 1):
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=os.urandom(24))
+        if self.versioned:
+            self.client.delete_object(Bucket=self.bucket, Key=self.keys[0].format(a=account_id))
+
+    def snapshot(self, account_id: str) -> Any:
+        """Every version and delete marker of the account's keys, with its bytes."""
+        found: dict[tuple[str, str, bool], bytes | None] = {}
+        mine = {t.format(a=account_id) for t in self.keys + self.unmatched}
+        for page in self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket):
+            for version in page.get("Versions", []):
+                if version["Key"] in mine:
+                    body = self.client.get_object(
+                        Bucket=self.bucket, Key=version["Key"], VersionId=version["VersionId"]
+                    )["Body"]
+                    with body:
+                        found[(version["Key"], version["VersionId"], False)] = body.read()
+            for marker in page.get("DeleteMarkers", []):
+                if marker["Key"] in mine:
+                    found[(marker["Key"], marker["VersionId"], True)] = None
+        return found
+
+    def versions_under(self, prefix: str) -> list[str]:
+        response = self.client.list_object_versions(Bucket=self.bucket, Prefix=prefix)
+        return [v["Key"] for v in response.get("Versions", []) + response.get("DeleteMarkers", [])]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto) on an ephemeral port, with made-up credentials."""
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in S3_CREDENTIALS.items():
+            patch.setenv(name, value)
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+            patch.delenv(name, raising=False)
+        # No shared config or credentials file of the machine running the tests.
+        patch.setenv("AWS_CONFIG_FILE", os.devnull)
+        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
+
+
 @pytest.fixture
 def harness(
     harness_kind: str, backend: Any, tmp_path: Path, request: pytest.FixtureRequest
@@ -264,6 +364,9 @@ def harness(
             made = SQLHarness(f"sqlite:///{tmp_path / 'platform.db'}", None)
     elif harness_kind == "files":
         made = FilesHarness(tmp_path / "media")
+    elif harness_kind in ("s3", "s3-versioned"):
+        endpoint = request.getfixturevalue("s3_endpoint")
+        made = S3Harness(endpoint, versioned=harness_kind == "s3-versioned")
     else:
         url = request.getfixturevalue("redis_url")
         assert url is not None, f"{REDIS_ENV} is set but the backend has no Redis"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from agegate.remediation.targets import config as target_config
+from agegate.remediation.targets import s3 as s3_kind
 from agegate.remediation.targets.base import (
     PurgeContext,
     PurgeTarget,
@@ -20,7 +23,7 @@ from agegate.remediation.targets.base import (
 from agegate.remediation.targets.commands import targets as targets_cli
 from agegate.remediation.targets.config import KINDS, Targets, register_kind
 from agegate.remediation.targets.redis import escape_glob
-from tests.contract.conftest import CONTRACT_KINDS, Harness
+from tests.contract.conftest import CONTRACT_KINDS, S3_CREDENTIALS, Harness, S3Harness
 
 CTX = PurgeContext(case_id="case-test-1")
 NOT_ACCOUNT_IDS = ["../x", "a/b", "*", "acct\n", "acct-*", "..", "acct-1*", "", "acct-1?", "[a]"]
@@ -193,6 +196,143 @@ def test_redis_glob_characters_are_escaped() -> None:
     assert escape_glob("a*b?c[d]e\\f") == "a\\*b\\?c\\[d\\]e\\\\f"
 
 
+def _s3_entry(**changes: Any) -> dict[str, Any]:
+    entry = {"name": "blobs", "kind": "s3", "bucket": "gen-media", "prefixes": ["{account_id}/"]}
+    return {**entry, **changes}
+
+
+@pytest.fixture
+def versioned_s3(s3_endpoint: str) -> Iterator[S3Harness]:
+    harness = S3Harness(s3_endpoint, versioned=True)
+    yield harness
+    harness.close()
+
+
+def test_s3_versioned_purge_leaves_no_version_and_no_marker(
+    versioned_s3: S3Harness, load: Callable[..., Targets]
+) -> None:
+    for account in ("acct-1", "acct-2"):
+        versioned_s3.seed(account)
+    acct2 = versioned_s3.snapshot("acct-2")
+    (target,) = load([versioned_s3.entry()], versioned_s3.environ).targets
+    assert target.count("acct-1") == 6 * 2 + 1  # two versions of each key, one delete marker
+
+    assert sum(_purge_all(target, "acct-1", 5)) == 13
+
+    for prefix in ("media/acct-1/", "uploads/acct-1/"):
+        assert versioned_s3.versions_under(prefix) == []
+    # The exact key is gone, every version of it; its near miss stays.
+    assert set(versioned_s3.versions_under("avatars/acct-1")) == {"avatars/acct-1.png"}
+    assert versioned_s3.snapshot("acct-2") == acct2
+
+
+def test_s3_deletes_at_most_a_thousand_keys_per_request(
+    s3_endpoint: str, load: Callable[..., Targets], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = S3Harness(s3_endpoint, versioned=False)
+    harness.seed("acct-1")
+    (target,) = load([harness.entry()], harness.environ).targets
+    assert s3_kind.DELETE_BATCH == 1000
+    monkeypatch.setattr(s3_kind, "DELETE_BATCH", 2)
+    sizes: list[int] = []
+    delete_objects = target.client.delete_objects  # type: ignore[attr-defined]
+
+    def spy(**kwargs: Any) -> Any:
+        sizes.append(len(kwargs["Delete"]["Objects"]))
+        assert kwargs["Delete"]["Quiet"] is True
+        return delete_objects(**kwargs)
+
+    monkeypatch.setattr(target.client, "delete_objects", spy)  # type: ignore[attr-defined]
+    assert target.purge_batch("acct-1", 5, CTX) == 5
+    assert sizes == [2, 2, 1]
+    assert target.count("acct-1") == 1
+    harness.close()
+
+
+def test_s3_a_refused_delete_is_a_target_error(
+    s3_endpoint: str, load: Callable[..., Targets]
+) -> None:
+    import boto3
+
+    client = boto3.session.Session().client("s3", endpoint_url=s3_endpoint)
+    client.create_bucket(Bucket="gen-media-locked", ObjectLockEnabledForBucket=True)
+    client.put_object(
+        Bucket="gen-media-locked", Key="acct-1/held.mp4", Body=b"x", ObjectLockLegalHoldStatus="ON"
+    )
+    client.put_object(Bucket="gen-media-locked", Key="acct-1/free.mp4", Body=b"y")
+    entry = _s3_entry(bucket="gen-media-locked", endpoint_url=s3_endpoint)
+    (target,) = load([entry], {}).targets
+
+    with pytest.raises(
+        TargetError, match=r"refused 1 of 2 object versions \(AccessDenied\)"
+    ) as caught:
+        target.purge_batch("acct-1", 10, CTX)
+
+    assert "held.mp4" not in str(caught.value)
+    assert target.count("acct-1") == 1  # the held version stays and is found again
+    client.put_object_legal_hold(
+        Bucket="gen-media-locked", Key="acct-1/held.mp4", LegalHold={"Status": "OFF"}
+    )
+    assert target.purge_batch("acct-1", 10, CTX) == 1
+    client.close()
+
+
+def test_s3_errors_name_the_problem_never_the_credentials(
+    s3_endpoint: str, load: Callable[..., Targets]
+) -> None:
+    entry = _s3_entry(bucket="no-such-bucket-here", endpoint_url=s3_endpoint)
+    (target,) = load([entry], {}).targets
+    with pytest.raises(TargetError, match="blobs: 404") as caught:
+        target.check()
+    with pytest.raises(TargetError, match="NoSuchBucket"):
+        target.count("acct-1")
+    for secret in (S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"], S3_CREDENTIALS["AWS_SESSION_TOKEN"]):
+        assert secret not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{account_id}-x/", "u/{account_id}*", "avatars/{account_id}.png", "u/{account_id}_/"],
+)
+def test_s3_prefixes_that_could_reach_another_account_are_refused(
+    load: Callable[..., Targets], template: str
+) -> None:
+    message = _problems(load, [_s3_entry(prefixes=["ok/{account_id}/", template])], {})
+    assert (
+        f"targets[0] (blobs): prefixes[1]: {template!r}: {{account_id}} must be followed by '/' "
+        "or end the prefix"
+    ) in message
+
+
+def test_s3_prefixes_that_overlap_are_refused(load: Callable[..., Targets]) -> None:
+    entry = _s3_entry(prefixes=["{account_id}/", "uploads/{account_id}/"])
+    message = _problems(load, [entry], {})
+    assert "prefixes: '{account_id}' and 'uploads/{account_id}' overlap" in message
+    assert "an account named 'uploads' would match other accounts' objects" in message
+    assert "must contain {account_id}" in _problems(load, [_s3_entry(prefixes=["all/"])], {})
+
+
+def test_s3_credentials_in_the_file_are_refused(load: Callable[..., Targets]) -> None:
+    entry = _s3_entry(
+        aws_access_key_id="AKIAEXAMPLEEXAMPLE",
+        aws_secret_access_key="hunter2-in-the-file",
+        endpoint_url="https://key:hunter3@s3.example",
+    )
+    message = _problems(load, [entry], {})
+    for key in ("aws_access_key_id", "aws_secret_access_key"):
+        assert f"targets[0] (blobs): {key}: credentials never live in the targets file" in message
+    assert "endpoint_url: carries credentials" in message
+    assert "hunter2" not in message and "hunter3" not in message and "AKIA" not in message
+
+
+def test_s3_without_boto3_says_how_to_install_it(
+    load: Callable[..., Targets], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 now raises ImportError
+    message = _problems(load, [_s3_entry()], {})
+    assert "targets[0] (blobs): kind s3 needs boto3: pip install 'agegate[s3]'" in message
+
+
 # --- the targets file -----------------------------------------------------------------------
 
 
@@ -239,13 +379,17 @@ def test_a_password_written_in_the_file_is_refused(load: Callable[..., Targets])
 
 def test_unknown_kind_lists_the_known_kinds(load: Callable[..., Targets]) -> None:
     message = _problems(load, [{"name": "x", "kind": "ftp"}], {})
-    assert "targets[0] (x): unknown kind 'ftp' (known kinds: files, http, redis, sql)" in message
+    assert (
+        "targets[0] (x): unknown kind 'ftp' (known kinds: files, http, redis, s3, sql)" in message
+    )
 
 
-@pytest.mark.parametrize("kind", ["s3"])
-def test_s3_is_not_available_yet(load: Callable[..., Targets], kind: str) -> None:
-    message = _problems(load, [{"name": "later", "kind": kind}], {})
-    assert f"targets[0] (later): kind '{kind}' is not available yet" in message
+def test_a_reserved_kind_reads_as_not_available_yet(
+    load: Callable[..., Targets], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(target_config, "NOT_YET_AVAILABLE", ("gcs",))
+    message = _problems(load, [{"name": "later", "kind": "gcs"}], {})
+    assert "targets[0] (later): kind 'gcs' is not available yet" in message
 
 
 def test_names_must_be_valid_and_unique(load: Callable[..., Targets], tmp_path: Path) -> None:
@@ -409,7 +553,7 @@ def test_cli_check_without_a_file_or_with_a_bad_one_fails(tmp_path: Path) -> Non
     path = tmp_path / "t.yaml"
     path.write_text("targets:\n  - {name: blobs, kind: s3}\n")
     result = _run(["check"], path)
-    assert result.exit_code == 1 and "kind 's3' is not available yet" in result.output
+    assert result.exit_code == 1 and "(blobs): bucket: required" in result.output
 
 
 def test_cli_preview_counts_and_deletes_nothing(tmp_path: Path, fake_kind: None) -> None:

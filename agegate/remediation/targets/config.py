@@ -26,7 +26,7 @@ NAME_RULE = "[a-z0-9][a-z0-9-]{0,62}"
 NAME_PATTERN = re.compile(NAME_RULE + r"\Z")
 COMMON_KEYS = ("name", "kind", "description")
 # Kinds DESIGN.md promises that have not landed yet: named as such, not as unknown.
-NOT_YET_AVAILABLE = ("s3",)
+NOT_YET_AVAILABLE: tuple[str, ...] = ()
 HOOK_PHASES = ("contain", "release")
 HOOK_KEYS = ("name", "kind", "url", "method", "description", "secret_env", "timeout")
 HOOK_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -53,6 +53,12 @@ def _redis(config: dict[str, Any], location: str) -> PurgeTarget:
     return RedisTarget.from_config(config, location)
 
 
+def _s3(config: dict[str, Any], location: str) -> PurgeTarget:
+    from agegate.remediation.targets.s3 import S3Target
+
+    return S3Target.from_config(config, location)
+
+
 def _http(config: dict[str, Any], location: str) -> PurgeTarget:
     from agegate.remediation.targets.http import HttpTarget
 
@@ -60,7 +66,13 @@ def _http(config: dict[str, Any], location: str) -> PurgeTarget:
 
 
 # Factories import their module lazily: the kind modules use the helpers below.
-KINDS: dict[str, Factory] = {"sql": _sql, "files": _files, "redis": _redis, "http": _http}
+KINDS: dict[str, Factory] = {
+    "sql": _sql,
+    "files": _files,
+    "s3": _s3,
+    "redis": _redis,
+    "http": _http,
+}
 
 
 def register_kind(kind: str, factory: Factory) -> None:
