@@ -49,6 +49,7 @@ class Settings:
     max_attempts: int
     retry_backoff_cap_seconds: int
     targets_file: Path | None
+    target_plugins: tuple[str, ...]
     receipt_signing_key: str
 
     @property
@@ -238,5 +239,6 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_attempts": _int_between(1, 100),
     "retry_backoff_cap_seconds": _duration,
     "targets_file": _optional_path,
+    "target_plugins": lambda value: tuple(m.strip() for m in str(value or "").split(",") if m.strip()),
     "receipt_signing_key": lambda value: str(value or "").strip(),
 }

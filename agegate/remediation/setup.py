@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from datetime import timedelta
 
@@ -56,6 +57,11 @@ def _targets(
             demo.seed(settings.var_dir)
     if path is None:
         return (), {}
+    for module in settings.target_plugins:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SettingsError([f"AGEGATE_TARGET_PLUGINS: cannot import {module!r} ({exc})"]) from None
     from agegate.remediation.targets.base import TargetConfigError
     from agegate.remediation.targets.config import load_targets
 
