@@ -239,6 +239,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_attempts": _int_between(1, 100),
     "retry_backoff_cap_seconds": _duration,
     "targets_file": _optional_path,
-    "target_plugins": lambda value: tuple(m.strip() for m in str(value or "").split(",") if m.strip()),
+    "target_plugins": lambda value: tuple(
+        m.strip() for m in str(value or "").split(",") if m.strip()
+    ),
     "receipt_signing_key": lambda value: str(value or "").strip(),
 }

@@ -61,7 +61,9 @@ def _targets(
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise SettingsError([f"AGEGATE_TARGET_PLUGINS: cannot import {module!r} ({exc})"]) from None
+            raise SettingsError(
+                [f"AGEGATE_TARGET_PLUGINS: cannot import {module!r} ({exc})"]
+            ) from None
     from agegate.remediation.targets.base import TargetConfigError
     from agegate.remediation.targets.config import load_targets
 

@@ -189,14 +189,17 @@ class FilesTarget:
                 return
             yield directory / part, mode
             return
+        everything = part == "*"
         try:
-            with os.scandir(directory) as scan:
-                entries = sorted(scan, key=lambda e: e.name)
+            scan = os.scandir(directory)
         except (FileNotFoundError, NotADirectoryError):
             return
-        for entry in entries:
-            if fnmatch.fnmatchcase(entry.name, part):
-                yield Path(entry.path), entry.stat(follow_symlinks=False).st_mode
+        # Lazily, in the directory's own order: a batch stops reading once it has its
+        # `limit` files, so purging N files reads about N entries in all, not N²/limit.
+        with scan:
+            for entry in scan:
+                if everything or fnmatch.fnmatchcase(entry.name, part):
+                    yield Path(entry.path), _mode(entry)
 
     def _inside(self, path: Path) -> None:
         """Refuse a path whose directory is not a real directory under the root (no link on the way)."""
@@ -206,3 +209,15 @@ class FilesTarget:
 
     def _rel(self, path: Path) -> str:
         return str(path.relative_to(self.root))
+
+
+def _mode(entry: os.DirEntry[str]) -> int:
+    """The entry's file type without following links; from the directory listing when the
+    filesystem reports it (no stat call per file), from lstat otherwise."""
+    if entry.is_symlink():
+        return stat.S_IFLNK
+    if entry.is_dir(follow_symlinks=False):
+        return stat.S_IFDIR
+    if entry.is_file(follow_symlinks=False):
+        return stat.S_IFREG
+    return entry.stat(follow_symlinks=False).st_mode
