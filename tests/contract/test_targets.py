@@ -379,9 +379,9 @@ def test_a_password_written_in_the_file_is_refused(load: Callable[..., Targets])
 
 def test_unknown_kind_lists_the_known_kinds(load: Callable[..., Targets]) -> None:
     message = _problems(load, [{"name": "x", "kind": "ftp"}], {})
-    assert (
-        "targets[0] (x): unknown kind 'ftp' (known kinds: files, http, redis, s3, sql)" in message
-    )
+    assert "targets[0] (x): unknown kind 'ftp' (known kinds: " in message
+    known = message.split("known kinds: ", 1)[1].split(")", 1)[0].split(", ")
+    assert {"files", "http", "redis", "s3", "sql"} <= set(known)  # plugins may add more
 
 
 def test_a_reserved_kind_reads_as_not_available_yet(
