@@ -158,6 +158,7 @@ def expedite(args: dict[str, Any], case_id: uuid.UUID) -> dict[str, Any]:
     service.expedite(
         db.session, case, reason=args["reason"], actor=current_principal().actor, now=utcnow()
     )
+    call_after_commit(db.session, lambda: wake_workers(store.current))
     return describe(case)
 
 
