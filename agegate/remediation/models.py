@@ -149,3 +149,14 @@ class Receipt(Base):
     signature: Mapped[str] = mapped_column(Text)
     kid: Mapped[str] = mapped_column(String(64))
     issued_at: Mapped[datetime]
+
+
+class ReceiptKey(Base):
+    """Every public key that has signed (or may sign) receipts: the JWKS lists them all, so
+    receipts signed before a key rotation still verify."""
+
+    __tablename__ = "receipt_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    x: Mapped[str] = mapped_column(String(64))  # base64url raw Ed25519 public key
+    first_used_at: Mapped[datetime]

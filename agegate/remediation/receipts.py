@@ -48,22 +48,29 @@ class ReceiptSigner:
         signature = self._key.sign(canonical(receipt))
         return {"receipt": receipt, "signature": b64url(signature), "kid": self.kid}
 
+    @property
+    def x(self) -> str:
+        """The public key, base64url (the JWK `x` member)."""
+        return b64url(self._public_raw)
+
     def jwks(self) -> dict[str, Any]:
-        jwk = {
-            "kty": "OKP",
-            "crv": "Ed25519",
-            "x": b64url(self._public_raw),
-            "kid": self.kid,
-            "use": "sig",
-        }
-        return {"keys": [jwk]}
+        return jwks([(self.kid, self.x)])
 
 
-def verify(document: dict[str, Any], jwks: dict[str, Any]) -> bool:
+def jwks(keys: list[tuple[str, str]]) -> dict[str, Any]:
+    """A JWKS of Ed25519 public keys given as (kid, x)."""
+    return {
+        "keys": [
+            {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "use": "sig"} for kid, x in keys
+        ]
+    }
+
+
+def verify(document: dict[str, Any], key_set: dict[str, Any]) -> bool:
     """True when the document's signature holds under the JWKS key named by its kid."""
     keys = {
         k.get("kid"): k
-        for k in jwks.get("keys", [])
+        for k in key_set.get("keys", [])
         if k.get("kty") == "OKP" and k.get("crv") == "Ed25519"
     }
     jwk = keys.get(document.get("kid"))

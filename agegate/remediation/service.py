@@ -27,6 +27,7 @@ from agegate.remediation.models import (
     CaseState,
     CaseTarget,
     Receipt,
+    ReceiptKey,
     StepState,
 )
 
@@ -231,3 +232,9 @@ def receipt_of(session: Session, case: Case) -> dict[str, Any]:
             code="case_not_completed",
         )
     return {"receipt": stored.body, "signature": stored.signature, "kid": stored.kid}
+
+
+def receipt_keys(session: Session) -> list[tuple[str, str]]:
+    """Every registered receipt public key as (kid, x), oldest first."""
+    rows = session.execute(select(ReceiptKey.kid, ReceiptKey.x).order_by(ReceiptKey.first_used_at))
+    return [(row.kid, row.x) for row in rows]

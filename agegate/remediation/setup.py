@@ -29,6 +29,7 @@ def init_app(app: Flask, settings: Settings, version: str) -> None:
             ]
         )
     app.extensions["agegate.signer"] = signer
+    _register_key(app, signer)
     targets, hooks = _targets(settings)
     app.extensions["agegate.targets"] = targets
     app.extensions["agegate.engine_config"] = EngineConfig(
@@ -90,3 +91,32 @@ def make_worker(app: Flask) -> Worker:
         app.extensions["agegate.engine_config"],
         lease=timedelta(seconds=settings.lease_seconds),
     )
+
+
+def _register_key(app: Flask, signer: ReceiptSigner) -> None:
+    """Record the signing key's public half once, so the JWKS keeps it after a rotation."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+    from sqlalchemy.orm import Session
+
+    from agegate.audit import service as audit
+    from agegate.db import utcnow
+    from agegate.remediation.models import ReceiptKey
+
+    try:
+        with Session(app.extensions["agegate.engine"]) as session:
+            if session.get(ReceiptKey, signer.kid) is not None:
+                return
+            session.add(ReceiptKey(kid=signer.kid, x=signer.x, first_used_at=utcnow()))
+            audit.record(
+                session,
+                actor="system:start",
+                event="receipt_key.registered",
+                subject_type="receipt_key",
+                subject_id=signer.kid,
+                data={"x": signer.x},
+            )
+            session.commit()
+    except IntegrityError:  # another process registered it at the same moment
+        return
+    except OperationalError:  # the database is down at start: the next start registers it
+        return

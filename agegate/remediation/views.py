@@ -18,7 +18,7 @@ from agegate.extensions import db, store
 from agegate.remediation import holds, idempotency, service
 from agegate.remediation.engine import wake_workers
 from agegate.remediation.models import Case, LegalHold
-from agegate.remediation.receipts import ReceiptSigner
+from agegate.remediation.receipts import ReceiptSigner, jwks
 from agegate.remediation.schemas import (
     CaseListArgs,
     CaseListSchema,
@@ -190,7 +190,10 @@ def receipt(case_id: uuid.UUID) -> Response:
 def public_key() -> Response:
     """The JWKS that verifies receipts offline."""
     signer: ReceiptSigner = current_app.extensions["agegate.signer"]
-    return json_response(signer.jwks())
+    keys = service.receipt_keys(db.session)
+    if signer.kid not in {kid for kid, _ in keys}:  # not registered yet (database was down)
+        keys.append((signer.kid, signer.x))
+    return json_response(jwks(keys))
 
 
 @blp.post("/v1/accounts/<account_id>/legal-holds")

@@ -415,3 +415,22 @@ def test_a_receipt_names_the_rule_an_age_check_applied(
     receipt = client.get(f"/v1/cases/{case['id']}/receipt", headers=ts).get_json()["receipt"]
     assert receipt["reasons"] == ["self_declared_underage"]
     assert receipt["rules"] == [{"jurisdiction": "DE", "rule_version": 1, "minimum_age": 16}]
+
+
+def test_receipts_signed_before_a_key_rotation_still_verify(
+    app_factory: Callable[..., Flask], ts: dict[str, str]
+) -> None:
+    from agegate.remediation.receipts import new_key_pem
+
+    first = app_factory()
+    first.extensions["agegate.targets"] = (MemoryTarget("uploads", seed()),)
+    client = first.test_client()
+    case_id = open_case(client, ts)
+    drive(make_worker(first), client, ts, case_id, {"completed"})
+    old_receipt = client.get(f"/v1/cases/{case_id}/receipt", headers=ts).get_json()
+
+    rotated = app_factory(receipt_signing_key=new_key_pem().decode())  # the same database
+    published = rotated.test_client().get("/v1/receipts/public-key").get_json()
+    assert len(published["keys"]) == 2
+    assert rotated.extensions["agegate.signer"].kid != old_receipt["kid"]
+    assert verify(old_receipt, published)
