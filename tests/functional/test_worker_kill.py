@@ -6,8 +6,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +14,10 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
-from agegate.db import utcnow
 from agegate.extensions import db
-from agegate.flags.models import Confidence, FlagReason
-from agegate.remediation import service
+from agegate.flags.models import FlagReason
 from agegate.remediation.models import Case, CaseEvent, CaseState, Receipt
+from tests.support.workers import open_confirmed_cases, start_worker, worker_env
 
 CHILDREN = ["acct-c1", "acct-c2", "acct-c3"]
 BYSTANDER = "acct-bystander"
@@ -63,15 +60,6 @@ def rows_of(path: Path, account: str) -> list[Any]:
         conn.close()
 
 
-def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-c", "from agegate.cli import main; main()", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def test_sigkilled_workers_never_lose_a_case_or_miscount(
     app_factory: Callable[..., Flask], settings_overrides: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -89,25 +77,8 @@ def test_sigkilled_workers_never_lose_a_case_or_miscount(
     try:
         app = app_factory(**settings)
         bystander_before = rows_of(platform, BYSTANDER)
-        with app.app_context(), db.new_session() as s:
-            for account in CHILDREN:
-                service.flag_account(
-                    s,
-                    account_id=account,
-                    reason=FlagReason.PARENTAL_REQUEST,
-                    confidence=Confidence.CONFIRMED,
-                    evidence=None,
-                    flagged_by="test",
-                    now=utcnow(),
-                )
-            s.commit()
-        env = {
-            **os.environ,
-            **{
-                f"AGEGATE_{k.upper()}": str(v)
-                for k, v in {**settings_overrides, **settings}.items()
-            },
-        }
+        open_confirmed_cases(app, CHILDREN, FlagReason.PARENTAL_REQUEST)
+        env = worker_env(settings_overrides, settings)
         kills = 0
         rng = random.Random(7)
         while kills < 20 and not all_done(app):

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,14 +12,11 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
-from agegate.db import utcnow
 from agegate.extensions import db
-from agegate.flags.models import Confidence, FlagReason
-from agegate.remediation import service
 from agegate.remediation.models import Case, CaseState
 from tests.support.journal_target import make_store
+from tests.support.workers import open_confirmed_cases, start_worker, worker_env
 
-ROOT = Path(__file__).resolve().parents[2]
 ACCOUNTS = {f"acct-{i}": 60 for i in range(8)}
 
 
@@ -40,30 +34,9 @@ def test_worker_processes_never_work_one_case_at_the_same_time(
         "lease_seconds": 5,
     }
     app = app_factory(**settings)
-    with app.app_context(), db.new_session() as s:
-        for account in ACCOUNTS:
-            service.flag_account(
-                s,
-                account_id=account,
-                reason=FlagReason.OTHER,
-                confidence=Confidence.CONFIRMED,
-                evidence=None,
-                flagged_by="test",
-                now=utcnow(),
-            )
-        s.commit()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        **{f"AGEGATE_{k.upper()}": str(v) for k, v in {**settings_overrides, **settings}.items()},
-    }
-    command = [sys.executable, "-c", "from agegate.cli import main; main()", "worker"]
-    workers = [
-        subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        for _ in range(3)
-    ]
+    open_confirmed_cases(app, ACCOUNTS)
+    env = worker_env(settings_overrides, settings)
+    workers = [start_worker(env) for _ in range(3)]
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
