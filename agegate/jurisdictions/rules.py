@@ -23,6 +23,18 @@ from agegate.jurisdictions.models import DEFAULT_CODE, JurisdictionRule, RuleSta
 LEVELS = ("subdivision", "country", "default")
 
 
+def rule_content(rule: Any) -> tuple[Any, ...]:
+    """The fields that make two rules the same, whatever the object (a version or an input)."""
+    return (
+        rule.minimum_age,
+        rule.effective_from,
+        rule.status,
+        rule.citation,
+        rule.notes,
+        rule.source_url,
+    )
+
+
 @dataclass(frozen=True)
 class RuleVersion:
     """An immutable snapshot of one version row, safe to share between threads."""
@@ -51,14 +63,7 @@ class RuleVersion:
 
     def content(self) -> tuple[Any, ...]:
         """What makes two versions the same rule (import treats equal content as a no-op)."""
-        return (
-            self.minimum_age,
-            self.effective_from,
-            self.status,
-            self.citation,
-            self.notes,
-            self.source_url,
-        )
+        return rule_content(self)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from agegate.audit import service as audit
 from agegate.errors import ConflictError, NotFoundError, ValidationError
 from agegate.jurisdictions import codes
 from agegate.jurisdictions.models import DEFAULT_CODE, JurisdictionRule, RuleStatus
-from agegate.jurisdictions.rules import RuleTable, RuleVersion
+from agegate.jurisdictions.rules import RuleTable, RuleVersion, rule_content
 from agegate.jurisdictions.schemas import format_instant
 
 __all__ = ["RuleInput", "RuleVersion"]
@@ -37,14 +37,7 @@ class RuleInput:
     source_url: str = ""
 
     def content(self) -> tuple[Any, ...]:
-        return (
-            self.minimum_age,
-            self.effective_from,
-            self.status,
-            self.citation,
-            self.notes,
-            self.source_url,
-        )
+        return rule_content(self)
 
 
 @dataclass

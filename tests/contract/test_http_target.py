@@ -174,6 +174,26 @@ def test_unreachable_service_is_a_target_error() -> None:
         target("http://127.0.0.1:9").purge_batch("acct-1", 100, PurgeContext("c"))
 
 
+def targets_file(tmp_path: Any, base: str, *, contain: str, release: str | None = None) -> Any:
+    """One signed http target and its hooks at /hooks/<contain|release>/<account>."""
+
+    def hook(name: str, path: str) -> str:
+        url = f"{base}/hooks/{path}/{{account_id}}"
+        return f'[{{name: {name}, kind: http, method: POST, url: "{url}", secret_env: PROVIDER_SECRET}}]'
+
+    url = f"{base}/v1/users/{{account_id}}"
+    text = (
+        "targets:\n"
+        f'  - {{name: model-provider, kind: http, method: DELETE, url: "{url}", secret_env: PROVIDER_SECRET}}\n'
+        f"hooks:\n  contain: {hook('suspend', contain)}\n"
+    )
+    if release:
+        text += f"  release: {hook('unsuspend', release)}\n"
+    path = tmp_path / "targets.yaml"
+    path.write_text(text)
+    return path
+
+
 def test_the_engine_runs_hooks_and_purges_through_http(
     provider: tuple[Provider, str],
     app_factory: Callable[..., Flask],
@@ -185,14 +205,7 @@ def test_the_engine_runs_hooks_and_purges_through_http(
 
     state, base = provider
     monkeypatch.setenv("PROVIDER_SECRET", SECRET.decode())
-    targets = tmp_path / "targets.yaml"
-    targets.write_text(
-        "targets:\n"
-        f'  - {{name: model-provider, kind: http, method: DELETE, url: "{base}/v1/users/{{account_id}}", secret_env: PROVIDER_SECRET}}\n'
-        "hooks:\n"
-        f'  contain: [{{name: suspend, kind: http, method: POST, url: "{base}/hooks/suspend/{{account_id}}", secret_env: PROVIDER_SECRET}}]\n'
-        f'  release: [{{name: unsuspend, kind: http, method: POST, url: "{base}/hooks/unsuspend/{{account_id}}", secret_env: PROVIDER_SECRET}}]\n'
-    )
+    targets = targets_file(tmp_path, base, contain="suspend", release="unsuspend")
     app = app_factory(targets_file=str(targets))
     headers = make_key("flags:write", "cases:read", "cases:write")
     client, worker = app.test_client(), make_worker(app)
@@ -242,12 +255,7 @@ def test_a_failing_containment_hook_is_retried_then_fails_the_case(
 
     state, base = provider
     monkeypatch.setenv("PROVIDER_SECRET", SECRET.decode())
-    targets = tmp_path / "targets.yaml"
-    targets.write_text(
-        "targets:\n"
-        f'  - {{name: model-provider, kind: http, method: DELETE, url: "{base}/v1/users/{{account_id}}", secret_env: PROVIDER_SECRET}}\n'
-        f'hooks:\n  contain: [{{name: suspend, kind: http, method: POST, url: "{base}/hooks/broken/{{account_id}}", secret_env: PROVIDER_SECRET}}]\n'
-    )
+    targets = targets_file(tmp_path, base, contain="broken")
     app = app_factory(targets_file=str(targets), max_attempts=2, retry_backoff_cap_seconds=1)
     headers = make_key("flags:write", "cases:read")
     client, worker = app.test_client(), make_worker(app)
