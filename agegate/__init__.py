@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -10,7 +9,9 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.exc import OperationalError
 
-log = logging.getLogger(__name__)
+from agegate import logs
+
+log = logs.get_logger(__name__)
 
 try:
     __version__ = version("agegate")
@@ -20,7 +21,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI application; settings come from defaults, AGEGATE_* and `overrides`."""
-    from agegate import health, migrations
+    from agegate import edge, health, migrations
     from agegate.age_checks import views as age_check_views
     from agegate.age_checks.lockouts import Lockouts
     from agegate.age_checks.recorder import CheckRecorder
@@ -39,6 +40,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.extensions["agegate.settings"] = settings
+    edge.init_app(app)
 
     db.init_app(app, settings)
     if settings.embedded:
@@ -67,9 +69,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
             try:
                 seed_shipped_table()
             except OperationalError:
-                log.warning(
-                    "jurisdictions: database unreachable; the next start loads the shipped table"
-                )
+                log.warning("jurisdictions.seed_deferred", reason="database unreachable")
 
     api = create_api(app, __version__)
     api.register_blueprint(health.blp)

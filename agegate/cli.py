@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 from typing import Any
 
 import click
 from flask.cli import FlaskGroup, with_appcontext
 
-from agegate import create_app, migrations
+from agegate import create_app, logs, migrations
 from agegate.api_keys import service as api_keys
 from agegate.api_keys.models import Scope
 from agegate.audit import service as audit
@@ -130,15 +131,29 @@ def audit_verify() -> None:
 
 
 @cli.command()
+@click.option(
+    "--metrics-bind",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve this worker's Prometheus metrics here (for workers on other machines).",
+)
 @with_appcontext
-def worker() -> None:
+def worker(metrics_bind: str | None) -> None:
     """Run a remediation worker until SIGTERM or SIGINT (run as many as you like, anywhere)."""
     import signal
     import threading
 
     from flask import current_app
+    from prometheus_client import start_http_server
 
+    from agegate import metrics
     from agegate.remediation.setup import make_worker
+
+    if metrics_bind:
+        host, _, port = metrics_bind.rpartition(":")
+        if not port.isdigit():
+            raise click.BadParameter("expected HOST:PORT", param_hint="--metrics-bind")
+        start_http_server(int(port), host or "127.0.0.1", metrics.registry(db.engine))
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -214,6 +229,9 @@ cli.add_command(targets_commands.targets)
 
 def main() -> None:
     """Console entry point: domain and settings errors become one clear line and exit 2."""
+    level = os.environ.get("AGEGATE_LOG_LEVEL", "INFO").upper()
+    # An unknown level is reported by the settings check; logging starts at INFO meanwhile.
+    logs.configure(level if level in {"DEBUG", "INFO", "WARNING", "ERROR"} else "INFO")
     try:
         exit_code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:

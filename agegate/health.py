@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
+from flask import Response
 from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from agegate import logs, metrics
 from agegate.api_keys.auth import public
 from agegate.db import SQLITE_BEGIN
 from agegate.errors import problem
 from agegate.extensions import db, store
 
-blp = Blueprint("health", __name__, description="Operations: liveness and readiness")
-log = logging.getLogger(__name__)
+blp = Blueprint("health", __name__, description="Operations: liveness, readiness and metrics")
+log = logs.get_logger(__name__)
 
 
 @blp.get("/healthz")
@@ -50,7 +52,7 @@ def _check_database() -> str:
         with db.engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"}) as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # any failure means not ready; the kind is logged, not returned
-        log.warning("readiness: database unreachable (%s)", type(exc).__name__)
+        log.warning("readiness.database_unreachable", error=type(exc).__name__)
         return "unreachable"
     return "ok"
 
@@ -59,6 +61,19 @@ def _check_store() -> str:
     try:
         store.current.ping()
     except Exception as exc:
-        log.warning("readiness: %s store unreachable (%s)", store.current.name, type(exc).__name__)
+        log.warning(
+            "readiness.store_unreachable", store=store.current.name, error=type(exc).__name__
+        )
         return "unreachable"
     return "ok"
+
+
+@blp.get("/metrics")
+@public
+@blp.response(
+    200,
+    description="Prometheus text exposition: requests, age checks, the workflow",
+    content_type="text/plain",
+)
+def prometheus_metrics() -> Response:
+    return Response(metrics.exposition(db.engine), mimetype=CONTENT_TYPE_LATEST)

@@ -5,6 +5,10 @@ Every value can be changed with the environment variable named beside it.
 
 import multiprocessing
 import os
+import shutil
+import tempfile
+
+from agegate.logs import logging_config
 
 bind = os.environ.get("AGEGATE_BIND", "127.0.0.1:8000")
 # Sync workers: each request is short (an age check is a few milliseconds) and the service is
@@ -17,12 +21,41 @@ keepalive = 5
 # Recycle workers now and then so that slow leaks cannot grow without bound.
 max_requests = 20000
 max_requests_jitter = 2000
+# One JSON line per event on stderr, gunicorn's own lines and the access log included.
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("AGEGATE_LOG_LEVEL", "info").lower()
+logconfig_dict = logging_config(loglevel)
 # Request bodies are read in full before a view sees them; cap header sizes as well.
 limit_request_line = 8190
 limit_request_fields = 100
 # gunicorn's control socket lives in $HOME by default, so two servers on one machine would
 # share it; agegate is managed by signals and its process manager instead.
 control_socket_disable = True
+
+# Prometheus multiprocess mode: each worker keeps its counters in files in this directory and
+# /metrics adds them up. It must be set before any worker imports prometheus_client. A
+# directory you set yourself (to share it with `agegate worker` processes on this machine) is
+# yours to empty before a start; the default one is this server's own and starts empty.
+_own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(tempfile.gettempdir(), f"agegate-metrics-{os.getpid()}"),
+)
+
+
+def on_starting(server):
+    if _own_metrics_dir:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, exist_ok=True)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Response, current_app
 from flask_smorest import Blueprint
 
+from agegate import metrics
 from agegate.age_checks import service
 from agegate.age_checks.lockouts import Lockouts
 from agegate.age_checks.recorder import CheckRecorder
@@ -62,6 +63,11 @@ def check() -> Response:
         recorder: CheckRecorder = current_app.extensions["agegate.check_recorder"]
         recorder.record(decision.values)
     values = decision.values
+    metrics.AGE_CHECKS.labels(
+        values["outcome"].value, values["reason"].value, values["jurisdiction_code"]
+    ).inc()
+    if locked:
+        metrics.LOCKOUT_HITS.inc()
     return json_response(
         {
             "id": str(values["id"]),

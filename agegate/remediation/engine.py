@@ -10,7 +10,6 @@ as its lease expires: the claim query is also the sweep. A wake-up through the s
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -18,19 +17,21 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, or_, select, update
+import structlog
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from agegate import logs, metrics
 from agegate.db import utcnow
 from agegate.remediation import service, workflow
-from agegate.remediation.models import Case, CaseState
+from agegate.remediation.models import Case
 from agegate.remediation.receipts import ReceiptSigner
 from agegate.remediation.targets.base import PurgeTarget
 from agegate.store import Store
 
 POLL_SECONDS = 1.0
 WAKE_CHANNEL = "cases"
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 
 class Worker:
@@ -59,7 +60,7 @@ class Worker:
             try:
                 busy = self.run_once()
             except Exception:  # one bad step must not stop the worker; the lease expires
-                log.exception("engine: step failed")
+                log.exception("engine.step_failed")
                 busy = False
             if not busy:
                 self._wake.wait(POLL_SECONDS)
@@ -70,7 +71,10 @@ class Worker:
         case_id = self._claim(utcnow())
         if case_id is None:
             return False
-        with Session(self._engine, expire_on_commit=False) as session:
+        with (
+            structlog.contextvars.bound_contextvars(case_id=str(case_id)),
+            Session(self._engine, expire_on_commit=False) as session,
+        ):
             case = session.get(Case, case_id)
             if case is None or case.lease_owner != self.owner:
                 return True
@@ -91,22 +95,17 @@ class Worker:
 
     def _claim(self, now: datetime) -> uuid.UUID | None:
         with Session(self._engine) as session:
-            query = (
-                select(Case)
-                .where(
-                    Case.next_run_at <= now,
-                    Case.state != CaseState.COMPLETED,  # a dismissed case may owe its release hooks
-                    or_(Case.lease_expires_at.is_(None), Case.lease_expires_at < now),
-                )
-                .order_by(Case.next_run_at)
-                .limit(1)
-            )
+            query = select(Case).where(*Case.due(now)).order_by(Case.next_run_at).limit(1)
             if self._engine.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             case = session.scalar(query)
             if case is None:
                 return None
             if case.lease_owner is not None:  # its worker stopped renewing: take over
+                metrics.LEASE_RECLAIMS.inc()
+                log.warning(
+                    "case.lease_reclaimed", case_id=str(case.id), previous_owner=case.lease_owner
+                )
                 service.record_event(
                     session,
                     case,
@@ -136,4 +135,4 @@ def wake_workers(store: Store) -> None:
     try:
         store.publish(WAKE_CHANNEL, "due")
     except Exception as exc:  # the poll finds the case anyway
-        log.warning("engine: wake-up not sent (%s)", type(exc).__name__)
+        log.warning("engine.wake_up_not_sent", error=type(exc).__name__)

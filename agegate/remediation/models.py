@@ -7,7 +7,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    or_,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agegate.db import Base, enum_column
@@ -68,6 +78,16 @@ class Case(Base):
     version: Mapped[int] = mapped_column(default=1)
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+    @classmethod
+    def due(cls, now: datetime) -> tuple[ColumnElement[bool], ...]:
+        """Cases a worker may claim at `now`: due, not finished, and not leased (or leased by a
+        worker that stopped renewing). The claim query and the metrics share it."""
+        return (
+            cls.next_run_at <= now,
+            cls.state != CaseState.COMPLETED,  # a dismissed case may owe its release hooks
+            or_(cls.lease_expires_at.is_(None), cls.lease_expires_at < now),
+        )
 
 
 class StepState(enum.StrEnum):

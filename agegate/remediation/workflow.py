@@ -8,6 +8,7 @@ batches, so a batch done by a worker that died before recording it is not counte
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agegate import logs, metrics
 from agegate.age_checks.models import AgeCheck
 from agegate.flags.models import Confidence, Flag
 from agegate.remediation import service
@@ -27,6 +29,13 @@ from agegate.remediation.targets.base import PurgeContext, PurgeTarget, TargetEr
 from agegate.remediation.targets.http import HttpRequest, TargetPending, run_hook
 
 ENGINE_ACTOR = "system:engine"
+# Every timeline event the engine records is also a log line; failures are louder.
+_LEVELS = {
+    "case.failed": logging.ERROR,
+    "target.retry_scheduled": logging.WARNING,
+    "hook.failed": logging.WARNING,
+}
+log = logs.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,7 @@ def advance(ctx: StepContext) -> None:
 
 def _event(ctx: StepContext, event: str, **data: Any) -> None:
     service.record_event(ctx.session, ctx.case, event, ENGINE_ACTOR, ctx.now(), **data)
+    log.log(_LEVELS.get(event, logging.INFO), event, **data)
 
 
 def _contain(ctx: StepContext) -> None:
@@ -187,6 +197,7 @@ def _purge(ctx: StepContext) -> None:
 
 
 def _purge_target(ctx: StepContext, step: CaseTarget, target: PurgeTarget) -> bool:
+    metrics.PURGE_ATTEMPTS.labels(step.name).inc()
     while True:
         context = PurgeContext(
             str(ctx.case.id), purged=step.purged, started_at=ctx.case.purge_after
@@ -200,6 +211,7 @@ def _purge_target(ctx: StepContext, step: CaseTarget, target: PurgeTarget) -> bo
             _attempt_failed(ctx, step, exc)
             return False
         step.purged += gone
+        metrics.PURGED_ITEMS.labels(step.name).inc(gone)
         step.remaining = max((step.remaining or 0) - gone, 0)
         ctx.session.commit()  # progress per batch: a successor resumes from here
         if gone == 0:
@@ -210,6 +222,7 @@ def _purge_target(ctx: StepContext, step: CaseTarget, target: PurgeTarget) -> bo
 
 
 def _attempt_failed(ctx: StepContext, step: CaseTarget, exc: Exception) -> None:
+    metrics.PURGE_FAILURES.labels(step.name, type(exc).__name__).inc()
     step.attempts += 1
     step.last_error = f"{type(exc).__name__}: {exc}"[:500]
     if step.attempts >= ctx.config.max_attempts:
@@ -228,6 +241,7 @@ def _attempt_failed(ctx: StepContext, step: CaseTarget, exc: Exception) -> None:
 
 
 def _fail(ctx: StepContext, target: str | None, error: str) -> None:
+    metrics.CASES_FAILED.labels(target or "").inc()
     ctx.case.state, ctx.case.last_error, ctx.case.next_run_at = CaseState.FAILED, error, None
     _event(ctx, "case.failed", target=target, error=error)
 
@@ -279,6 +293,7 @@ def _complete(ctx: StepContext, steps: list[CaseTarget]) -> None:
             issued_at=now,
         )
     )
+    metrics.RECEIPTS_SIGNED.labels(document["kid"]).inc()
     _event(ctx, "receipt.issued", kid=document["kid"])
 
 

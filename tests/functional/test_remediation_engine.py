@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from agegate.remediation.engine import Worker
 from agegate.remediation.receipts import verify
 from agegate.remediation.setup import make_worker
 from agegate.remediation.targets.base import PurgeContext, TargetError, checked_account_id
+from tests.support.metrics import sample
 
 
 class MemoryTarget:
@@ -189,10 +191,22 @@ def test_failures_back_off_then_succeed_and_the_receipt_is_exact(
     app, uploads, _, worker = platform
     uploads.failures_left = 2
     client = app.test_client()
+    before = client.get("/metrics").text
     case_id = open_case(client, ts)
     case = drive(worker, client, ts, case_id, {"completed"})
     events = [e["event"] for e in case["timeline"]]
     assert events.count("target.retry_scheduled") == 2
+    after = client.get("/metrics").text
+
+    def grew(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert grew("agegate_purge_failures_total", target="uploads", error="TargetError") == 2
+    assert grew("agegate_purge_attempts_total", target="uploads") == 3
+    assert grew("agegate_purged_items_total", target="uploads") == 23
+    assert grew("agegate_purged_items_total", target="history") == 23
+    assert grew("agegate_receipts_signed_total") == 1
+    assert sample(after, "agegate_cases", state="completed") == 1
     receipt = client.get(f"/v1/cases/{case_id}/receipt", headers=ts).get_json()["receipt"]
     assert receipt["targets"][0] == {
         "name": "uploads",
@@ -205,16 +219,30 @@ def test_failures_back_off_then_succeed_and_the_receipt_is_exact(
 
 
 def test_a_target_that_keeps_failing_fails_the_case_which_can_be_retried(
-    platform: Any, ts: dict[str, str]
+    platform: Any, ts: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     app, uploads, _, worker = platform
     uploads.failures_left = 10_000
     client = app.test_client()
+    before = client.get("/metrics").text
     case_id = open_case(client, ts)
     case = drive(worker, client, ts, case_id, {"failed"})
     assert "uploads is unavailable" in case["last_error"]
     failed = {t["name"]: t for t in case["targets"]}["uploads"]
     assert failed["state"] == "failed" and failed["attempts"] == 3
+    # The metrics and the log say which target failed the case, and why.
+    after = client.get("/metrics").text
+    failed_cases = "agegate_cases_failed_total"
+    assert (
+        sample(after, failed_cases, target="uploads")
+        - sample(before, failed_cases, target="uploads")
+        == 1
+    )
+    assert sample(after, "agegate_cases", state="failed") == 1
+    (line,) = [r.msg for r in caplog.records if r.levelno == logging.ERROR]
+    assert isinstance(line, dict) and line["event"] == "case.failed"
+    assert line["target"] == "uploads" and "uploads is unavailable" in line["error"]
+    assert line["case_id"] == case_id
     uploads.failures_left = 0
     assert client.post(f"/v1/cases/{case_id}/retry", headers=ts).status_code == 200
     drive(worker, client, ts, case_id, {"completed"})
