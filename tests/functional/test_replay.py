@@ -415,3 +415,28 @@ def test_an_interrupted_replay_records_what_it_purged_and_a_rerun_finishes(
     with platform.app.app_context(), db.new_session() as s:
         case = s.get(Case, uuid.UUID(case_id))
         assert case is not None and case.lease_owner is None
+
+
+class ServiceTarget(BrokenTarget):
+    """Like kind http: the service's answer to the deletion is the count; it cannot be asked."""
+
+    name, kind = "provider", "http"
+    counts_when_purged = True
+
+
+def test_targets_that_cannot_be_recounted_are_reported_not_checked(platform: Platform) -> None:
+    since = utcnow() - timedelta(minutes=1)
+    platform.complete(CHILD)
+    platform.restore(CHILD)
+    sql, _media = platform.app.extensions["agegate.targets"]
+    provider = ServiceTarget()
+    # The media target was removed from the targets file since; a service target was added.
+    platform.app.extensions["agegate.targets"] = (sql, provider)
+
+    result = platform.replay("--since", since.isoformat())
+    assert result.exit_code == 0, result.output
+    assert "platform-db sql: found 30, purged 30, remaining 0" in result.output
+    assert "provider http: not checked (its deletion answer was the proof" in result.output
+    assert "media files: not checked (no longer in the targets file)" in result.output
+    assert provider.items[CHILD] == 3  # nothing was sent to the service
+    assert platform.files(CHILD) == CHILD_FILES
