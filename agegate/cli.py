@@ -17,6 +17,7 @@ from agegate.audit import service as audit
 from agegate.errors import AgegateError
 from agegate.extensions import db
 from agegate.jurisdictions import commands as jurisdictions_commands
+from agegate.remediation import commands as remediation_commands
 from agegate.remediation.targets import commands as targets_commands
 from agegate.settings import SettingsError, load_settings
 
@@ -225,6 +226,7 @@ def demo_seed() -> None:
 
 cli.add_command(jurisdictions_commands.jurisdictions)
 cli.add_command(targets_commands.targets)
+cli.add_command(remediation_commands.cases)
 
 
 def main() -> None:
