@@ -160,10 +160,11 @@ def worker(metrics_bind: str | None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     engine_worker = make_worker(current_app._get_current_object())  # type: ignore[attr-defined]
-    seconds = engine_worker.lease.total_seconds()
-    click.echo(f"worker {engine_worker.owner} running (lease {seconds:g} s)")
+    log = logs.get_logger("agegate.worker")
+    lease = engine_worker.lease.total_seconds()
+    log.info("worker.started", owner=engine_worker.owner, lease_seconds=lease)
     engine_worker.run_forever(stop)
-    click.echo("worker stopped")
+    log.info("worker.stopped", owner=engine_worker.owner)
 
 
 @cli.group()

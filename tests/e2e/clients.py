@@ -38,6 +38,27 @@ class Scenario:
         self.platform = platform
         self.legal, self.signup, self.ts = keys["legal"], keys["signup"], keys["ts"]
 
+    def completed_cases(self) -> int:
+        status, body = self.s.http("GET", "/v1/cases?state=completed&limit=200", self.ts)
+        expect(status == 200 and body["next_cursor"] is None, f"completed cases: {status}")
+        return len(body["items"])
+
+    def secrets(self) -> list[str]:
+        """What must never reach a log line: the birth dates sent, keys, evidence."""
+        dates = [years_ago(12), "1990-04-01", "2013-02-29", "2999-01-01"]
+        evidence = ["ticket:E2E-1", "ticket:E2E-2"]
+        env = self.s.env
+        signing_key = env["AGEGATE_RECEIPT_SIGNING_KEY"].splitlines()[1]  # the key's base64
+        return [
+            *dates,
+            *evidence,
+            self.legal,
+            self.signup,
+            self.ts,
+            signing_key,
+            env["AGEGATE_SECRET_KEY"],
+        ]
+
     # -- operations ------------------------------------------------------------------------
     def health(self) -> None:
         status, body = self.s.http("GET", "/readyz")

@@ -23,6 +23,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tests.e2e import observability
 from tests.e2e.clients import BYSTANDERS, WEB_WORKERS, Scenario
 from tests.e2e.platform_data import ACCOUNTS, Platform
 from tests.e2e.stack import (
@@ -64,6 +65,8 @@ def provision(
     ok(f"databases {name} and {name}_platform; platform seeded: {', '.join(ACCOUNTS)}")
 
     port = free_port()
+    metrics_dir = workdir / "metrics"
+    metrics_dir.mkdir()
     services = Services(
         make_environ(
             AGEGATE_DATABASE_URL=database_url,
@@ -74,6 +77,8 @@ def provision(
             AGEGATE_PURGE_BATCH_SIZE="4",  # several batches per target
             AGEGATE_WEB_WORKERS=str(WEB_WORKERS),
             AGEGATE_BIND=f"127.0.0.1:{port}",
+            # One metrics directory for gunicorn and the workers: /metrics shows them all.
+            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
             PLATFORM_DATABASE_URL=platform_url,
         ),
         logs=workdir,
@@ -108,7 +113,7 @@ def deploy(stack: ExitStack, services: Services) -> None:
 
         def started(w: Process = worker) -> bool:
             services.check_alive()
-            return "running" in w.tail()
+            return '"worker.started"' in w.tail()
 
         wait_for(f"{worker.name} to start", started, timeout=30)
     ok("two `agegate worker` processes running")
@@ -157,6 +162,11 @@ def run(args: argparse.Namespace) -> None:
             scenario.restore_drill(since, backup, cases)
             scenario.platform_state(bystanders)
             scenario.audit_intact()
+            step("metrics and logs")
+            observability.metrics_add_up(
+                services, scenario.completed_cases(), neutral_retries=2 * WEB_WORKERS
+            )
+            observability.logs_are_clean(services, scenario.secrets())
             services.check_alive()
         except Exception:
             for process in services.processes:

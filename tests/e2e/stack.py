@@ -161,7 +161,7 @@ class Services:
         data = None
         if body is not None:
             data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)  # noqa: S310 (local)
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
         if data is not None:
             request.add_header("Content-Type", content_type)
         if key is not None:
@@ -169,7 +169,7 @@ class Services:
         for name, value in (headers or {}).items():
             request.add_header(name, value)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (local)
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, _decode(response.read())
         except urllib.error.HTTPError as error:
             with error:
