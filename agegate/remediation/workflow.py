@@ -8,6 +8,7 @@ batches, so a batch done by a worker that died before recording it is not counte
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from agegate.remediation.targets.base import PurgeContext, PurgeTarget, TargetEr
 from agegate.remediation.targets.http import HttpRequest, TargetPending, run_hook
 
 ENGINE_ACTOR = "system:engine"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,16 @@ def _run_hooks(ctx: StepContext, phase: str, hooks: Sequence[HttpRequest]) -> bo
                 return False
             delay = max(_backoff(ctx, failures + 1), exc.retry_after)
             ctx.case.next_run_at = ctx.now() + timedelta(seconds=delay)
+            log.warning(
+                "case %s: %s hook %s failed (attempt %d of %d), next in %.1f s: %s",
+                ctx.case.id,
+                phase,
+                hook.name,
+                failures + 1,
+                ctx.config.max_attempts,
+                delay,
+                exc,
+            )
             return False
     return True
 
@@ -214,10 +226,19 @@ def _attempt_failed(ctx: StepContext, step: CaseTarget, exc: Exception) -> None:
     step.last_error = f"{type(exc).__name__}: {exc}"[:500]
     if step.attempts >= ctx.config.max_attempts:
         step.state = StepState.FAILED
-        _fail(ctx, step.name, step.last_error)
+        _fail(ctx, step.name, f"target {step.name}: {step.last_error}")
         return
     delay = max(_backoff(ctx, step.attempts), getattr(exc, "retry_after", 0.0))
     step.next_attempt_at = ctx.now() + timedelta(seconds=delay)
+    log.warning(
+        "case %s: target %s failed (attempt %d of %d), next in %.1f s: %s",
+        ctx.case.id,
+        step.name,
+        step.attempts,
+        ctx.config.max_attempts,
+        delay,
+        step.last_error,
+    )
     _event(
         ctx,
         "target.retry_scheduled",
@@ -228,8 +249,10 @@ def _attempt_failed(ctx: StepContext, step: CaseTarget, exc: Exception) -> None:
 
 
 def _fail(ctx: StepContext, target: str | None, error: str) -> None:
+    """The case stops as `failed` (retryable); `error` says what failed and why."""
     ctx.case.state, ctx.case.last_error, ctx.case.next_run_at = CaseState.FAILED, error, None
     _event(ctx, "case.failed", target=target, error=error)
+    log.error("case %s failed: %s", ctx.case.id, error)
 
 
 def _verify(ctx: StepContext) -> None:
