@@ -227,7 +227,7 @@ def _attempt_failed(ctx: StepContext, step: CaseTarget, exc: Exception) -> None:
     step.last_error = f"{type(exc).__name__}: {exc}"[:500]
     if step.attempts >= ctx.config.max_attempts:
         step.state = StepState.FAILED
-        _fail(ctx, step.name, step.last_error)
+        _fail(ctx, step.name, f"target {step.name}: {step.last_error}")
         return
     delay = max(_backoff(ctx, step.attempts), getattr(exc, "retry_after", 0.0))
     step.next_attempt_at = ctx.now() + timedelta(seconds=delay)
@@ -236,11 +236,14 @@ def _attempt_failed(ctx: StepContext, step: CaseTarget, exc: Exception) -> None:
         "target.retry_scheduled",
         target=step.name,
         attempt=step.attempts,
+        max_attempts=ctx.config.max_attempts,
+        retry_in_seconds=round(delay, 1),
         error=step.last_error,
     )
 
 
 def _fail(ctx: StepContext, target: str | None, error: str) -> None:
+    """The case stops as `failed` (retryable); `error` says what failed and why."""
     metrics.CASES_FAILED.labels(target or "").inc()
     ctx.case.state, ctx.case.last_error, ctx.case.next_run_at = CaseState.FAILED, error, None
     _event(ctx, "case.failed", target=target, error=error)
