@@ -22,8 +22,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.support.drills import report, wait_for
+from tests.support.metrics import sample
 from tests.support.workers import (
     make_platform,
     open_confirmed_cases,
@@ -110,9 +113,13 @@ def test_drill_failing_targets_back_off_fail_and_say_why(
     headers = make_key("cases:read", "cases:write")
     bystander_before = rows_of(platform, BYSTANDER)
     log = tmp_path / "worker.log"
+    metrics_dir = tmp_path / "metrics"  # the worker's counters, as gunicorn's /metrics reads them
+    metrics_dir.mkdir()
     opened = time.monotonic()
     open_confirmed_cases(app, [FLAKY, BROKEN])
-    worker = start_worker(worker_env(settings_overrides, settings), log=log)
+    env = worker_env(settings_overrides, settings)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    worker = start_worker(env, log=log)
     try:
         flaky = case_of(client, headers, FLAKY)
         broken = case_of(client, headers, BROKEN)
@@ -122,6 +129,7 @@ def test_drill_failing_targets_back_off_fail_and_say_why(
         broken_failed = time.monotonic() - opened
         failed_case = client.get(f"/v1/cases/{broken}", headers=headers).get_json()
         calls_when_failed = len(provider.calls_for(BROKEN))
+        counted = worker_metrics(metrics_dir)
         time.sleep(1.5)  # a failed case stays failed: nobody calls the service again
         assert len(provider.calls_for(BROKEN)) == calls_when_failed
 
@@ -169,6 +177,11 @@ def test_drill_failing_targets_back_off_fail_and_say_why(
     assert all(line["level"] == "warning" for line in retries)
     (failure,) = [line for line in about if line["event"] == "case.failed"]
     assert failure["level"] == "error"
+    # ...and so do the metrics: which target failed the case, and each failure's kind.
+    assert sample(counted, "agegate_cases_failed_total", target="provider") == 1
+    failures = sample(counted, "agegate_purge_failures_total", target="provider")
+    assert failures == MAX_ATTEMPTS + 2  # the broken account's attempts and the flaky one's
+    assert sample(counted, "agegate_purge_failures_total", error="TargetError") == failures
     assert exact_receipt(client, headers, broken) == {
         "platform-db": (GENERATIONS * 3,) * 2 + (0,),
         "provider": (DELETED, DELETED, 0),
@@ -186,6 +199,12 @@ def test_drill_failing_targets_back_off_fail_and_say_why(
         retried_case_completed_after_s=f"{retry_done:.1f}",
         log_lines_naming_target_and_error=len(about),
     )
+
+
+def worker_metrics(directory: Path) -> str:
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))
+    return generate_latest(registry).decode()
 
 
 def case_of(client: FlaskClient, headers: dict[str, str], account: str) -> str:
