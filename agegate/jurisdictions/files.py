@@ -21,8 +21,15 @@ _REQUIRED = {"code", "minimum_age", "effective_from", "status", "citation"}
 
 def read_csv(text: str) -> list[dict[str, Any]]:
     """Rows of a CSV file with a header row; unknown or missing columns are an error."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), strict=True)
-    header = reader.fieldnames or []
+    # newline="" leaves line endings to the csv module, which knows \r, \n and \r\n alike.
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""), strict=True)
+    try:
+        header = reader.fieldnames or []
+        rows = list(reader)
+    except csv.Error as exc:
+        raise ValidationError(
+            "the CSV file is malformed", errors={"file": [str(exc)]}, code="import_rejected"
+        ) from None
     missing = sorted(_REQUIRED - set(header))
     unknown = sorted(set(header) - set(COLUMNS))
     problems = [f"missing column {c!r}" for c in missing] + [
@@ -32,12 +39,6 @@ def read_csv(text: str) -> list[dict[str, Any]]:
         raise ValidationError(
             "the CSV header is not usable", errors={"header": problems}, code="import_rejected"
         )
-    try:
-        rows = list(reader)
-    except csv.Error as exc:
-        raise ValidationError(
-            "the CSV file is malformed", errors={"file": [str(exc)]}, code="import_rejected"
-        ) from None
     for row in rows:
         if None in row:
             row["_extra"] = row.pop(None)

@@ -97,6 +97,7 @@ def test_one_bad_row_rejects_the_whole_file_and_reports_it(
             HEADER + "DE,16,2018-05-25,in_force,x,,\nde,15,2018-05-25,in_force,y,,\n",
             "rows.2.effective_from",
         ),
+        ('"code"x,minimum_age\n', "file"),  # unreadable header row: was a 500 (found by fuzzing)
     ],
 )
 def test_malformed_files_are_rejected(
@@ -105,6 +106,15 @@ def test_malformed_files_are_rejected(
     response = post_csv(client, legal, text)
     assert response.status_code == 422
     assert key in response.get_json(force=True)["errors"]
+
+
+def test_a_file_with_carriage_return_line_endings_imports(
+    client: FlaskClient, legal: dict[str, str]
+) -> None:
+    # Found by fuzzing: a bare CR in the header row was a 500.
+    response = post_csv(client, legal, GOOD.replace("\n", "\r"))
+    assert response.status_code == 200
+    assert [a["code"] for a in response.get_json()["added"]] == ["default", "DE", "ES", "ES"]
 
 
 def test_json_import_and_media_types(client: FlaskClient, legal: dict[str, str]) -> None:
