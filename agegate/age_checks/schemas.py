@@ -9,6 +9,7 @@ import marshmallow as ma
 from agegate.accounts import ACCOUNT_ID_PATTERN, ACCOUNT_ID_RULE
 from agegate.age_checks.models import Outcome, Reason
 from agegate.errors import ValidationError, flatten_messages
+from agegate.fields import Text
 
 # The code a client sees when a field fails its type or shape check.
 _FIELD_CODES = {
@@ -27,22 +28,20 @@ def _account_id(value: str) -> None:
 
 
 class AgeCheckArgs(ma.Schema):
-    date_of_birth = ma.fields.String(
+    date_of_birth = Text(
         metadata={
             "description": "YYYY-MM-DD, or YYYY-MM / YYYY when the day is not known; never stored",
             "example": "2012-05-14",
         }
     )
     age = ma.fields.Integer(strict=True, metadata={"description": "whole years, instead of a date"})
-    country = ma.fields.String(
-        metadata={"description": "ISO 3166-1 alpha-2; absent → default rule"}
-    )
-    subdivision = ma.fields.String(metadata={"description": "ISO 3166-2, e.g. CA-QC"})
-    session_id = ma.fields.String(
+    country = Text(metadata={"description": "ISO 3166-1 alpha-2; absent → default rule"})
+    subdivision = Text(metadata={"description": "ISO 3166-2, e.g. CA-QC"})
+    session_id = Text(
         validate=ma.validate.Length(min=1, max=256),
         metadata={"description": "opaque signup session or device id; stored only as a keyed hash"},
     )
-    account_id = ma.fields.String(validate=_account_id)
+    account_id = Text(validate=_account_id)
 
     def handle_error(self, error: ma.ValidationError, data: Any, **kwargs: Any) -> NoReturn:
         """One stable code per kind of bad input; the messages never repeat what was sent."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import marshmallow as ma
 
+from agegate.fields import Text
 from agegate.jurisdictions.models import MAX_AGE, MIN_AGE_FLOOR, RuleStatus
 
 # A bare date means the first instant of that date anywhere on Earth: 00:00 at UTC+14.
@@ -83,17 +84,17 @@ class RuleFieldsArgs(ma.Schema):
         },
     )
     status = ma.fields.Enum(RuleStatus, by_value=True, required=True)
-    citation = ma.fields.String(required=True, validate=[_text, _not_blank])
-    notes = ma.fields.String(load_default="", validate=ma.validate.Length(max=4000))
-    source_url = ma.fields.String(load_default="", validate=_url_or_empty)
+    citation = Text(required=True, validate=[_text, _not_blank])
+    notes = Text(load_default="", validate=ma.validate.Length(max=4000))
+    source_url = Text(load_default="", validate=_url_or_empty)
 
 
 class RuleArgs(RuleFieldsArgs):
-    change_reason = ma.fields.String(required=True, validate=[_text, _not_blank])
+    change_reason = Text(required=True, validate=[_text, _not_blank])
 
 
 class ImportRowArgs(RuleFieldsArgs):
-    code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=16))
+    code = Text(required=True, validate=ma.validate.Length(min=1, max=16))
 
 
 class ImportBodyArgs(ma.Schema):
@@ -101,7 +102,7 @@ class ImportBodyArgs(ma.Schema):
 
 
 class ChangeReasonArgs(ma.Schema):
-    change_reason = ma.fields.String(required=True, validate=[_text, _not_blank])
+    change_reason = Text(required=True, validate=[_text, _not_blank])
 
 
 class ImportQueryArgs(ChangeReasonArgs):
@@ -116,13 +117,13 @@ class OnArgs(ma.Schema):
 
 
 class ListArgs(OnArgs):
-    cursor = ma.fields.String(load_default=None)
+    cursor = Text(load_default=None)
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(1, 200))
 
 
 class ResolveArgs(OnArgs):
-    country = ma.fields.String(load_default=None, validate=ma.validate.Length(max=16))
-    subdivision = ma.fields.String(load_default=None, validate=ma.validate.Length(max=16))
+    country = Text(load_default=None, validate=ma.validate.Length(max=16))
+    subdivision = Text(load_default=None, validate=ma.validate.Length(max=16))
 
 
 class RuleSchema(ma.Schema):

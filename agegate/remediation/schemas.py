@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from agegate.fields import Text
 from agegate.flags.models import Confidence, FlagReason
 from agegate.remediation.models import CaseState
 
@@ -11,7 +12,7 @@ from agegate.remediation.models import CaseState
 class FlagArgs(ma.Schema):
     reason = ma.fields.Enum(FlagReason, by_value=True, required=True)
     confidence = ma.fields.Enum(Confidence, by_value=True, required=True)
-    evidence = ma.fields.String(
+    evidence = Text(
         load_default=None,
         validate=ma.validate.Length(max=500),
         metadata={"description": "a reference to evidence (ticket, report id), never content"},
@@ -64,8 +65,8 @@ class FlagResultSchema(ma.Schema):
 
 class CaseListArgs(ma.Schema):
     state = ma.fields.Enum(CaseState, by_value=True, load_default=None)
-    account_id = ma.fields.String(load_default=None, validate=ma.validate.Length(max=128))
-    cursor = ma.fields.String(load_default=None)
+    account_id = Text(load_default=None, validate=ma.validate.Length(max=128))
+    cursor = Text(load_default=None)
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(1, 200))
 
 
@@ -75,17 +76,17 @@ class CaseListSchema(ma.Schema):
 
 
 class DismissArgs(ma.Schema):
-    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=2000))
+    reason = Text(required=True, validate=ma.validate.Length(min=1, max=2000))
 
 
 class ExpediteArgs(ma.Schema):
-    reason = ma.fields.String(load_default=None, validate=ma.validate.Length(max=2000))
+    reason = Text(load_default=None, validate=ma.validate.Length(max=2000))
 
 
 class HoldArgs(ma.Schema):
-    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=2000))
+    reason = Text(required=True, validate=ma.validate.Length(min=1, max=2000))
     targets = ma.fields.List(
-        ma.fields.String(validate=ma.validate.Length(min=1, max=64)),
+        Text(validate=ma.validate.Length(min=1, max=64)),
         load_default=None,
         allow_none=True,
         metadata={"description": "target names; omitted or null: every target"},

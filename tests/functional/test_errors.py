@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import marshmallow as ma
@@ -14,6 +15,7 @@ from agegate.api_keys.auth import requires
 from agegate.api_keys.models import Scope
 
 PROBLEM = "application/problem+json"
+FLAG = {"reason": "user_report", "confidence": "suspected"}
 
 
 class _EchoArgs(ma.Schema):
@@ -106,6 +108,41 @@ def test_valid_body_passes(
     )
     assert response.status_code == 200
     assert response.get_json() == {"name": "ab", "count": 2}
+
+
+RULE = {"minimum_age": 16, "effective_from": "2020-01-01", "status": "in_force", "citation": "x"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("PUT", "/v1/jurisdictions/DE", {**RULE, "change_reason": "typo\x00"}, "change_reason"),
+        ("PUT", "/v1/jurisdictions/DE", {**RULE, "citation": "GDPR \ud800"}, "citation"),
+        ("POST", "/v1/accounts/acct-1/flags", {**FLAG, "evidence": "\x00"}, "evidence"),
+        ("POST", "/v1/accounts/acct-1/legal-holds", {"reason": "a\udfff"}, "reason"),
+        ("POST", "/v1/age-checks", {"age": 30, "session_id": "s-\ud800"}, "session_id"),
+        ("GET", "/v1/cases?account_id=acct%00", None, "account_id"),
+        ("DELETE", "/v1/jurisdictions/DE?change_reason=%00", None, "change_reason"),
+    ],
+)
+def test_text_that_no_store_can_keep_is_a_422(
+    client: FlaskClient,
+    make_key: Callable[..., dict[str, str]],
+    method: str,
+    path: str,
+    body: dict[str, object] | None,
+    field: str,
+) -> None:
+    # Found by fuzzing: NUL was a 500 on PostgreSQL, an unpaired surrogate a 500 on both.
+    headers = make_key(*(s.value for s in Scope))
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    data = None if body is None else json.dumps(body)  # ASCII: "\ud800" travels escaped
+    response = client.open(path, method=method, data=data, headers=headers)
+    assert response.status_code == 422, response.data
+    problem = response.get_json(force=True)
+    assert problem["code"] in {"validation_failed", "invalid_session_id"}
+    assert problem["errors"][field] == ["must not contain NUL or unpaired surrogate characters"]
 
 
 def test_too_large_body_is_413(
