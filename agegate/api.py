@@ -17,6 +17,7 @@ from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
 from agegate import errors
+from agegate.api_keys.auth import BODY_METHODS
 
 SWAGGER_ASSETS_URL = "/docs/assets/"
 
@@ -40,18 +41,33 @@ class ProblemSchema(ma.Schema):
     )
 
 
-class SecurityResponsesPlugin(BasePlugin):
-    """Every operation that needs a key documents its 401 and 403."""
+class ErrorResponsesPlugin(BasePlugin):
+    """Every operation documents the errors the edge itself returns where they can occur.
+
+    The guard (`requires`) answers 401, 403 and 429, and 415 to a body of a type the operation
+    does not take; a body can be too large (413) and, where it is JSON, malformed (400); a path
+    parameter can name nothing (404). Views document their own 409 and 422.
+    """
 
     def operation_helper(
         self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
-        for operation in (operations or {}).values():
+        for method, operation in (operations or {}).items():
+            statuses: list[int] = []
             if operation.get("security"):
-                responses = operation.setdefault("responses", {})
-                responses.setdefault("401", "UNAUTHORIZED")
-                responses.setdefault("403", "FORBIDDEN")
-                responses.setdefault("429", "TOO_MANY_REQUESTS")
+                statuses += [401, 403, 429]
+                if method.upper() in BODY_METHODS:
+                    statuses.append(415)
+            body = operation.get("requestBody")
+            if body:
+                statuses.append(413)
+                if "application/json" in body.get("content", {}):
+                    statuses.append(400)
+            if path and "{" in path:
+                statuses.append(404)
+            responses = operation.setdefault("responses", {})
+            for status in sorted(statuses):
+                responses.setdefault(str(status), http.HTTPStatus(status).name)
 
 
 class Api(flask_smorest.Api):  # type: ignore[misc]
@@ -116,7 +132,7 @@ def create_api(app: Flask, version: str) -> Api:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL=SWAGGER_ASSETS_URL,
     )
-    api = Api(app, spec_kwargs={"extra_plugins": [SecurityResponsesPlugin()]})
+    api = Api(app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin()]})
     api.spec.components.security_scheme(
         "bearerAuth",
         {

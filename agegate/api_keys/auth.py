@@ -29,7 +29,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # How long a verified key is trusted without asking the database again: a revoked key stops
 # working on every process within this many seconds.
 KEY_CACHE_SECONDS = 5.0
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class _KeyCache:
@@ -116,7 +116,7 @@ def _check_rate(principal: Principal) -> None:
 
 
 def _check_body_type(accepts: tuple[str, ...]) -> None:
-    if request.method not in _BODY_METHODS:
+    if request.method not in BODY_METHODS:
         return
     has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding")
     if has_body and request.mimetype not in accepts:

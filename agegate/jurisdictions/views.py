@@ -14,7 +14,7 @@ from flask_smorest import Blueprint
 from agegate.api_keys.auth import current_principal, requires
 from agegate.api_keys.models import Scope
 from agegate.db import utcnow
-from agegate.errors import ValidationError
+from agegate.errors import BadRequestError, ValidationError
 from agegate.extensions import db
 from agegate.jurisdictions import codes, files, service
 from agegate.jurisdictions.cache import current_table
@@ -27,6 +27,7 @@ from agegate.jurisdictions.schemas import (
     ImportBodyArgs,
     ImportQueryArgs,
     ImportResultSchema,
+    ImportRowArgs,
     ListArgs,
     ResolutionSchema,
     ResolveArgs,
@@ -110,6 +111,7 @@ def export() -> Response:
 @requires(Scope.JURISDICTIONS_WRITE, accepts=("text/csv", "application/json"))
 @blp.arguments(ImportQueryArgs, location="query")
 @blp.response(200, ImportResultSchema)
+@blp.alt_response(409, response="CONFLICT")
 @blp.doc(
     requestBody={
         "required": True,
@@ -118,7 +120,8 @@ def export() -> Response:
             "application/json": {
                 "schema": {
                     "type": "object",
-                    "properties": {"rules": {"type": "array", "items": {"type": "object"}}},
+                    "required": ["rules"],
+                    "properties": {"rules": {"type": "array", "items": ImportRowArgs}},
                 }
             },
         },
@@ -159,13 +162,13 @@ def import_report(plan: service.ImportPlan, *, dry_run: bool) -> dict[str, Any]:
 def _import_rows() -> list[Any]:
     if request.mimetype == "text/csv":
         return files.read_csv(request.get_data(as_text=True))
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ValidationError(
-            'send CSV (text/csv) or JSON {"rules": [...]}', errors={"_body": ["empty or not JSON"]}
-        )
-    loaded = ImportBodyArgs().validate(body if isinstance(body, dict) else {})
-    if loaded:
+    try:
+        body = json.loads(request.get_data())
+    except ValueError:
+        raise BadRequestError(
+            "The request body is not valid JSON.", code="malformed_json"
+        ) from None
+    if not isinstance(body, dict) or ImportBodyArgs().validate(body):
         raise ValidationError(
             'the body must be {"rules": [...]}', errors={"rules": ["a list of rules is required"]}
         )
@@ -175,6 +178,7 @@ def _import_rows() -> list[Any]:
 @blp.get("/<code>")
 @requires(Scope.JURISDICTIONS_READ)
 @blp.response(200, CodeSchema)
+@blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
 def get_code(code: str) -> dict[str, Any]:
     """The current rule of one code, its scheduled versions and the proposals kept for it."""
     code = _code(code)
@@ -198,6 +202,7 @@ def describe(code: str, now: datetime) -> dict[str, Any]:
 @requires(Scope.JURISDICTIONS_WRITE)
 @blp.arguments(RuleArgs)
 @blp.response(200, RuleSchema)
+@blp.alt_response(409, response="CONFLICT")
 def put_code(args: dict[str, Any], code: str) -> RuleVersion:
     """Add a version of a code's rule (nothing is overwritten)."""
     reason = args.pop("change_reason")
@@ -211,6 +216,7 @@ def put_code(args: dict[str, Any], code: str) -> RuleVersion:
 @requires(Scope.JURISDICTIONS_WRITE)
 @blp.arguments(ChangeReasonArgs, location="query")
 @blp.response(200, RuleSchema)
+@blp.alt_response(409, response="CONFLICT")
 def delete_code(args: dict[str, Any], code: str) -> RuleVersion:
     """Retire a code's rule from now on (never `default`); kept in history."""
     return service.retire(
@@ -225,6 +231,7 @@ def delete_code(args: dict[str, Any], code: str) -> RuleVersion:
 @blp.get("/<code>/history")
 @requires(Scope.JURISDICTIONS_READ)
 @blp.response(200, HistorySchema)
+@blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
 def code_history(code: str) -> dict[str, Any]:
     """Every version of one code, oldest first."""
     code = _code(code)

@@ -88,6 +88,7 @@ def describe(case: Case) -> dict[str, Any]:
 @blp.alt_response(
     200, schema=FlagResultSchema, description="The flag joined the account's open case"
 )
+@blp.alt_response(409, response="CONFLICT")
 def flag(args: dict[str, Any], account_id: str) -> Response:
     """Flag an account as a suspected or confirmed child's; at most one open case per account."""
     account_id = _account(account_id)
@@ -139,6 +140,7 @@ def get_case(case_id: uuid.UUID) -> dict[str, Any]:
 @requires(Scope.CASES_WRITE)
 @blp.arguments(DismissArgs)
 @blp.response(200, CaseSchema)
+@blp.alt_response(409, response="CONFLICT")
 def dismiss(args: dict[str, Any], case_id: uuid.UUID) -> dict[str, Any]:
     """Close a case without purging (e.g. an adult was verified); 409 once purging began."""
     case = service.get_case(db.session, case_id)
@@ -152,6 +154,7 @@ def dismiss(args: dict[str, Any], case_id: uuid.UUID) -> dict[str, Any]:
 @requires(Scope.CASES_WRITE)
 @blp.arguments(ExpediteArgs)
 @blp.response(200, CaseSchema)
+@blp.alt_response(409, response="CONFLICT")
 def expedite(args: dict[str, Any], case_id: uuid.UUID) -> dict[str, Any]:
     """End the appeal window now."""
     case = service.get_case(db.session, case_id)
@@ -165,6 +168,7 @@ def expedite(args: dict[str, Any], case_id: uuid.UUID) -> dict[str, Any]:
 @blp.post("/v1/cases/<uuid:case_id>/retry")
 @requires(Scope.CASES_WRITE)
 @blp.response(200, CaseSchema)
+@blp.alt_response(409, response="CONFLICT")
 def retry(case_id: uuid.UUID) -> dict[str, Any]:
     """Resume a failed case where it stopped."""
     session = db.session
@@ -178,6 +182,7 @@ def retry(case_id: uuid.UUID) -> dict[str, Any]:
 @blp.get("/v1/cases/<uuid:case_id>/receipt")
 @requires(Scope.CASES_READ)
 @blp.response(200, ReceiptDocumentSchema)
+@blp.alt_response(409, response="CONFLICT")
 def receipt(case_id: uuid.UUID) -> Response:
     """The signed deletion receipt of a completed case (409 before completion)."""
     document = service.receipt_of(db.session, service.get_case(db.session, case_id))
@@ -217,6 +222,7 @@ def place_hold(args: dict[str, Any], account_id: str) -> LegalHold:
 @blp.delete("/v1/legal-holds/<uuid:hold_id>")
 @requires(Scope.LEGAL_HOLDS_WRITE)
 @blp.response(200, HoldSchema)
+@blp.alt_response(409, response="CONFLICT")
 def release_hold(hold_id: uuid.UUID) -> LegalHold:
     """Release a hold; the account's case resumes."""
     session = db.session

@@ -137,6 +137,13 @@ def test_json_import_and_media_types(client: FlaskClient, legal: dict[str, str])
         ).status_code
         == 422
     )
+    malformed = client.post(
+        "/v1/jurisdictions/import?change_reason=x",
+        data='{"rules": [',
+        headers={**legal, "Content-Type": "application/json"},
+    )
+    assert malformed.status_code == 400  # as every JSON body (DESIGN §5); it was a 422
+    assert malformed.get_json(force=True)["code"] == "malformed_json"
     xml = client.post(
         "/v1/jurisdictions/import?change_reason=x",
         data="<rules/>",
