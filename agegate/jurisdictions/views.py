@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+import marshmallow as ma
 from flask import Response, request
 from flask_smorest import Blueprint
 
@@ -109,7 +110,8 @@ def export() -> Response:
 
 @blp.post("/import")
 @requires(Scope.JURISDICTIONS_WRITE, accepts=("text/csv", "application/json"))
-@blp.arguments(ImportQueryArgs, location="query")
+# A misspelt `dry_run` must not turn a dry run into a real import: unknown parameters → 422.
+@blp.arguments(ImportQueryArgs, location="query", unknown=ma.RAISE)
 @blp.response(200, ImportResultSchema)
 @blp.alt_response(409, response="CONFLICT")
 @blp.doc(

@@ -37,6 +37,15 @@ def post_csv(client: FlaskClient, headers: dict[str, str], text: str, query: str
     )
 
 
+def test_a_misspelt_dry_run_is_refused_not_taken_for_a_real_import(
+    client: FlaskClient, legal: dict[str, str]
+) -> None:
+    response = post_csv(client, legal, GOOD, "&dryrun=true")
+    assert response.status_code == 422
+    assert "dryrun" in response.get_json()["errors"]
+    assert export(client, legal) == HEADER.replace("\n", "") + "\n"  # nothing imported
+
+
 def export(client: FlaskClient, headers: dict[str, str]) -> str:
     response = client.get("/v1/jurisdictions/export", headers=headers)
     assert response.status_code == 200 and response.mimetype == "text/csv"
