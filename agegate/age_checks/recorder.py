@@ -1,8 +1,9 @@
 """Writes allowed checks to the database in batches, off the request path.
 
 An allowed check changes nothing: its record is an audit trail, so it is queued in the
-process and inserted by a background thread at most `MAX_DELAY` seconds later, many rows
-per statement. A denial is different (it is the lockout's fallback and may flag an account)
+process and written by a background thread at most `MAX_DELAY` seconds later, many rows
+per statement (one COPY on PostgreSQL, which costs both sides a fraction of an INSERT's
+per-row work). A denial is different (it is the lockout's fallback and may flag an account)
 and is committed before its response leaves. What a worker killed with SIGKILL loses is its
 queue of allowed checks from the last `MAX_DELAY` seconds; a graceful stop flushes it.
 """
@@ -17,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, insert
 
 from agegate.age_checks.models import AgeCheck
 
@@ -56,8 +57,11 @@ class CheckRecorder:
             rows, written = self._pending, 0
             try:
                 with self._engine.begin() as conn:
-                    for start in range(0, len(rows), MAX_BATCH):
-                        conn.execute(insert(AgeCheck), rows[start : start + MAX_BATCH])
+                    if conn.dialect.name == "postgresql":
+                        _copy(conn, rows)
+                    else:
+                        for start in range(0, len(rows), MAX_BATCH):
+                            conn.execute(insert(AgeCheck), rows[start : start + MAX_BATCH])
                 written, self._pending = len(rows), []
             except Exception as exc:
                 log.warning(
@@ -88,3 +92,19 @@ class CheckRecorder:
                 self.flush()
             except Exception:  # the thread must outlive any one failure
                 log.exception("age checks: recorder failed")
+
+
+_COLUMNS = AgeCheck.__table__.columns
+_COPY = f"COPY {AgeCheck.__tablename__} ({', '.join(c.name for c in _COLUMNS)}) FROM STDIN"
+
+
+def _copy(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Stream rows into the table with COPY, inside conn's transaction."""
+    # Each value goes through its column type's bind processing, as an INSERT's would: enums
+    # become their stored values, timestamps must be timezone-aware and become UTC.
+    dialect = conn.dialect
+    columns = [(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in _COLUMNS]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(_COPY) as copy:
+        for values in rows:
+            copy.write_row([process(values[n]) if process else values[n] for n, process in columns])

@@ -59,3 +59,23 @@ def test_rows_wait_while_the_database_is_down(app: Flask) -> None:
     assert recorder.flush() == 2
     assert count(app) == 2
     down.dispose()
+
+
+def test_a_batch_is_stored_column_for_column(app: Flask) -> None:
+    # On PostgreSQL the batch goes in by COPY: enums must land as their values and
+    # timestamps as the same instants, exactly as the ORM would have written them.
+    recorder = CheckRecorder(app.extensions["agegate.engine"])
+    queued = [row(), {**row(), "outcome": Outcome.DENIED, "reason": Reason.BELOW_MINIMUM_AGE}]
+    queued[1].update(rule_id=7, rule_version=2, age_capped=11, session_hash="ab" * 32)
+    queued[1].update(
+        account_id="acct-7.example", checked_at=datetime(2026, 2, 28, 23, 59, tzinfo=UTC)
+    )
+    for values in queued:
+        recorder._queue.put(values)
+    assert recorder.flush() == 2
+    with app.app_context(), db.new_session() as s:
+        stored = {
+            check.id: {c.name: getattr(check, c.key) for c in AgeCheck.__table__.columns}
+            for check in s.scalars(select(AgeCheck))
+        }
+    assert stored == {values["id"]: values for values in queued}
