@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import marshmallow as ma
+from marshmallow import types
 
 from agegate.accounts import ACCOUNT_ID_PATTERN, ACCOUNT_ID_RULE
 from agegate.age_checks.models import Outcome, Reason
@@ -27,6 +29,37 @@ def _account_id(value: str) -> None:
         raise ma.ValidationError(f"not an account id: {ACCOUNT_ID_RULE}")
 
 
+# What the common, well-formed body holds: each field's JSON type. Lengths and the account id
+# pattern are checked below, as the fields' validators would.
+_PLAIN_TYPES: dict[str, type] = {
+    "date_of_birth": str,
+    "age": int,
+    "country": str,
+    "subdivision": str,
+    "session_id": str,
+    "account_id": str,
+}
+SESSION_ID_MAX = 256
+
+
+def _plainly_valid(data: Mapping[str, Any]) -> bool:
+    """True when marshmallow would load data unchanged: known fields of the exact JSON types,
+    within the validators' bounds. Anything else (errors included) takes the full path."""
+    for name, value in data.items():
+        kind = _PLAIN_TYPES.get(name)
+        if type(value) is not kind:  # bool is not int here, as in the schema
+            return False
+        # ASCII without NUL is text every store keeps (fields.Text); other text is checked
+        # by the full path.
+        if kind is str and not (value.isascii() and "\x00" not in value):
+            return False
+    session_id = data.get("session_id")
+    if session_id is not None and not 1 <= len(session_id) <= SESSION_ID_MAX:
+        return False
+    account_id = data.get("account_id")
+    return account_id is None or ACCOUNT_ID_PATTERN.match(account_id) is not None
+
+
 class AgeCheckArgs(ma.Schema):
     date_of_birth = Text(
         metadata={
@@ -38,10 +71,25 @@ class AgeCheckArgs(ma.Schema):
     country = Text(metadata={"description": "ISO 3166-1 alpha-2; absent → default rule"})
     subdivision = Text(metadata={"description": "ISO 3166-2, e.g. CA-QC"})
     session_id = Text(
-        validate=ma.validate.Length(min=1, max=256),
+        validate=ma.validate.Length(min=1, max=SESSION_ID_MAX),
         metadata={"description": "opaque signup session or device id; stored only as a keyed hash"},
     )
     account_id = Text(validate=_account_id)
+
+    def load(
+        self,
+        data: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        *,
+        many: bool | None = None,
+        partial: bool | types.StrSequenceOrSet | None = None,
+        unknown: types.UnknownOption | None = None,
+    ) -> Any:
+        """The age check's hot path: a well-formed body is returned as a copy without running
+        marshmallow's field machinery (a third of the view's own CPU time), with the same
+        result; anything else is loaded, and its errors worded, by marshmallow."""
+        if many is partial is unknown is None and isinstance(data, dict) and _plainly_valid(data):
+            return dict(data)
+        return super().load(data, many=many, partial=partial, unknown=unknown)
 
     def handle_error(self, error: ma.ValidationError, data: Any, **kwargs: Any) -> NoReturn:
         """One stable code per kind of bad input; the messages never repeat what was sent."""
