@@ -10,7 +10,7 @@ from agegate.age_checks import service
 from agegate.age_checks.lockouts import Lockouts
 from agegate.age_checks.recorder import CheckRecorder
 from agegate.age_checks.schemas import AgeCheckArgs, AgeCheckSchema
-from agegate.api import json_response, load_json_body
+from agegate.api import doc_only, json_response, load_json_body
 from agegate.api_keys.auth import current_principal, requires
 from agegate.api_keys.models import Scope
 from agegate.db import call_after_commit, utcnow
@@ -31,10 +31,14 @@ _ARGS = AgeCheckArgs()
 
 @blp.post("")
 @requires(Scope.AGE_CHECKS_WRITE)
-@blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": AgeCheckArgs}}})
-@blp.alt_response(400, response="BAD_REQUEST")
-@blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
-@blp.response(200, AgeCheckSchema)
+@doc_only(
+    blp.doc(
+        requestBody={"required": True, "content": {"application/json": {"schema": AgeCheckArgs}}}
+    ),
+    blp.alt_response(400, response="BAD_REQUEST"),
+    blp.alt_response(422, response="UNPROCESSABLE_ENTITY"),
+    blp.response(200, AgeCheckSchema),
+)
 def check() -> Response:
     """Is a declared birth date (or age) old enough where the user is? Keeps no birth date."""
     args = load_json_body(_ARGS)

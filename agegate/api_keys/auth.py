@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 from flask_smorest import Blueprint
 
+from agegate.api import doc_only
 from agegate.api_keys.models import Scope
 from agegate.api_keys.ratelimit import RateLimiter
 from agegate.api_keys.service import Principal, authenticate
@@ -64,7 +65,7 @@ def requires(scope: Scope, *, accepts: tuple[str, ...] = ("application/json",)) 
             return view(*args, **kwargs)
 
         guarded.required_scope = scope  # type: ignore[attr-defined]
-        documented: F = Blueprint.doc(security=[{"bearerAuth": [scope.value]}])(guarded)
+        documented: F = doc_only(Blueprint.doc(security=[{"bearerAuth": [scope.value]}]))(guarded)
         return documented
 
     return decorator
@@ -73,7 +74,7 @@ def requires(scope: Scope, *, accepts: tuple[str, ...] = ("application/json",)) 
 def public(view: F) -> F:
     """Mark a view as open to anyone (documented with no security requirement)."""
     view.required_scope = None  # type: ignore[attr-defined]
-    documented: F = Blueprint.doc(security=[])(view)
+    documented: F = doc_only(Blueprint.doc(security=[]))(view)
     return documented
 
 
