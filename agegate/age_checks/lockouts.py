@@ -10,7 +10,6 @@ lost, or Redis is flushed, restarted or down, the poll still brings it within a 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import threading
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def keyed_hash(secret: bytes, kind: str, value: str) -> str:
     """HMAC-SHA256 of an identifier: stable for lookups, useless without the secret."""
-    return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret, f"{kind}:{value}".encode(), "sha256").hex()
 
 
 class Lockouts:

@@ -117,8 +117,8 @@ def _check_rate(principal: Principal) -> None:
 
 
 def _check_body_type(accepts: tuple[str, ...]) -> None:
-    if request.method not in BODY_METHODS:
-        return
+    if request.method not in BODY_METHODS or request.environ.get("CONTENT_TYPE") in accepts:
+        return  # the second test is the common case, without parsing the header
     has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding")
     if has_body and request.mimetype not in accepts:
         raise UnsupportedMediaTypeError(
