@@ -6,11 +6,8 @@ opens it, a response below 400 commits it, anything else rolls it back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from flask import Flask, Response, current_app, g
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agegate.db import make_engine
@@ -41,18 +38,6 @@ class Database:
             session = self.new_session()
             setattr(g, _SESSION_KEY, session)
         return session
-
-    @contextmanager
-    def autocommit(self) -> Iterator[Connection]:
-        """A connection for one statement that commits by itself: a single round trip on
-        PostgreSQL. SQLite gets a short transaction (pysqlite's own autocommit handling would
-        fight the BEGIN that db.py issues)."""
-        if self.engine.dialect.name == "sqlite":
-            with self.engine.begin() as conn:
-                yield conn
-        else:
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                yield conn
 
     def new_session(self) -> Session:
         """A session the caller owns (CLI commands, workers)."""

@@ -1,11 +1,16 @@
-"""Writes allowed checks to the database in batches, off the request path.
+"""Writes age-check records: allowed checks in batches off the request path, denials at once.
 
 An allowed check changes nothing: its record is an audit trail, so it is queued in the
 process and written by a background thread at most `MAX_DELAY` seconds later, many rows
 per statement (one COPY on PostgreSQL, which costs both sides a fraction of an INSERT's
-per-row work). A denial is different (it is the lockout's fallback and may flag an account)
-and is committed before its response leaves. What a worker killed with SIGKILL loses is its
-queue of allowed checks from the last `MAX_DELAY` seconds; a graceful stop flushes it.
+per-row work). What a worker killed with SIGKILL loses is its queue of allowed checks from
+the last `MAX_DELAY` seconds; a graceful stop flushes it.
+
+A denial is different: it is the lockout's truth, so `write` commits it before the response
+leaves. On PostgreSQL that is one INSERT on a connection in autocommit mode, sent through
+the driver: SQLAlchemy's execution layer and isolation-level switching cost several times
+the statement itself. (A denial that flags an account is written with its flag, in the
+request's transaction, by the service instead.)
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert
+import psycopg
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event, insert
+from sqlalchemy.exc import DBAPIError
 
 from agegate.age_checks.models import AgeCheck
 
@@ -32,6 +40,11 @@ log = logging.getLogger(__name__)
 class CheckRecorder:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._autocommit = (
+            _autocommit_engine(engine) if engine.dialect.name == "postgresql" else None
+        )
+        # The statement SQLAlchemy would send for one row, compiled once.
+        self._insert = str(insert(AgeCheck).compile(dialect=engine.dialect))
         self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._pending: list[dict[str, Any]] = []
         self._flush_lock = threading.Lock()
@@ -43,6 +56,29 @@ class CheckRecorder:
         if self._owner_pid != os.getpid():
             self._start()
         self._queue.put(values)
+
+    def write(self, values: dict[str, Any]) -> None:
+        """Insert one check's row and commit it before returning."""
+        if self._autocommit is None:  # SQLite: a short transaction of its own
+            with self._engine.begin() as conn:
+                conn.execute(insert(AgeCheck), [values])
+            return
+        row = _row(values, _processors(self._autocommit.dialect))
+        try:
+            pooled = self._autocommit.raw_connection()
+            driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+            try:
+                driver.execute(self._insert, row)
+            except psycopg.Error as exc:
+                if driver.closed:
+                    pooled.invalidate(exc)
+                raise
+            finally:
+                pooled.close()
+        except psycopg.Error as exc:
+            # Raised as SQLAlchemy would raise it, so that the edge answers 503 when the
+            # database is down; the parameters stay out of the message.
+            raise DBAPIError.instance(self._insert, None, exc, psycopg.Error) from exc
 
     def flush(self) -> int:
         """Insert everything queued so far; returns the number of rows written."""
@@ -95,16 +131,43 @@ class CheckRecorder:
 
 
 _COLUMNS = AgeCheck.__table__.columns
-_COPY = f"COPY {AgeCheck.__tablename__} ({', '.join(c.name for c in _COLUMNS)}) FROM STDIN"
+_NAMES = ", ".join(column.name for column in _COLUMNS)
+_COPY = f"COPY {AgeCheck.__tablename__} ({_NAMES}) FROM STDIN"
+Processors = list[tuple[str, Callable[[Any], Any] | None]]
+
+
+def _processors(dialect: Dialect) -> Processors:
+    # Each value goes through its column type's bind processing, as an ORM or Core INSERT's
+    # would: enums become their stored values, timestamps must be aware and become UTC.
+    return [(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in _COLUMNS]
+
+
+def _row(values: dict[str, Any], processors: Processors) -> dict[str, Any]:
+    return {
+        name: process(values[name]) if process else values[name] for name, process in processors
+    }
 
 
 def _copy(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Stream rows into the table with COPY, inside conn's transaction."""
-    # Each value goes through its column type's bind processing, as an INSERT's would: enums
-    # become their stored values, timestamps must be timezone-aware and become UTC.
-    dialect = conn.dialect
-    columns = [(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in _COLUMNS]
+    processors = _processors(conn.dialect)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor, cursor.copy(_COPY) as copy:
         for values in rows:
-            copy.write_row([process(values[n]) if process else values[n] for n, process in columns])
+            copy.write_row(list(_row(values, processors).values()))
+
+
+def _autocommit_engine(engine: Engine) -> Engine:
+    """A small pool of PostgreSQL connections that stay in autocommit mode, disposed with engine."""
+    autocommit = create_engine(
+        engine.url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=1,
+        max_overflow=engine.pool.size(),  # type: ignore[attr-defined]
+        pool_recycle=1800,
+        # In autocommit mode there is no transaction to roll back when a connection returns.
+        pool_reset_on_return=None,
+        connect_args={"connect_timeout": 5},
+    )
+    event.listen(engine, "engine_disposed", lambda _conn: autocommit.dispose())
+    return autocommit

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from agegate.age_checks import ages
@@ -90,11 +90,6 @@ def decide(table: RuleTable, declaration: Declaration, *, locked: bool, now: dat
     return Decision(
         values, rule.citation if rule else FLOOR_CITATION, resolution.matched or "floor"
     )
-
-
-def record_check(conn: Connection, decision: Decision) -> None:
-    """Keep one check: a single INSERT, committed on its own by an autocommit connection."""
-    conn.execute(insert(AgeCheck), [decision.values])
 
 
 def record_flagged_denial(

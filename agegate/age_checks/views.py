@@ -54,17 +54,16 @@ def check() -> Response:
 
     declaration = service.Declaration(age, country, subdivision, session_hash, account_id)
     decision = service.decide(current_table(), declaration, locked=locked, now=now)
+    recorder: CheckRecorder = current_app.extensions["agegate.check_recorder"]
     if decision.denied and account_id:
         session = db.session
         service.record_flagged_denial(session, decision, actor=current_principal().actor, now=now)
         call_after_commit(session, lambda: lockouts.record_denial(session_hash, account_id, now))
     elif decision.denied:
-        # The lockout's truth, so written before the answer: one statement, no transaction.
-        with db.autocommit() as conn:
-            service.record_check(conn, decision)
+        # The lockout's truth, so committed before the answer.
+        recorder.write(decision.values)
         lockouts.record_denial(session_hash, account_id, now)
     else:
-        recorder: CheckRecorder = current_app.extensions["agegate.check_recorder"]
         recorder.record(decision.values)
     values = decision.values
     metrics.AGE_CHECKS.labels(
