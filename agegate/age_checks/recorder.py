@@ -43,8 +43,9 @@ class CheckRecorder:
         self._autocommit = (
             _autocommit_engine(engine) if engine.dialect.name == "postgresql" else None
         )
-        # The statement SQLAlchemy would send for one row, compiled once.
+        # The statement SQLAlchemy would send for one row, and its values' processing, once.
         self._insert = str(insert(AgeCheck).compile(dialect=engine.dialect))
+        self._processors = _processors(engine.dialect)
         self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._pending: list[dict[str, Any]] = []
         self._flush_lock = threading.Lock()
@@ -63,7 +64,7 @@ class CheckRecorder:
             with self._engine.begin() as conn:
                 conn.execute(insert(AgeCheck), [values])
             return
-        row = _row(values, _processors(self._autocommit.dialect))
+        row = _row(values, self._processors)
         try:
             pooled = self._autocommit.raw_connection()
             driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
@@ -150,7 +151,7 @@ def _row(values: dict[str, Any], processors: Processors) -> dict[str, Any]:
 
 def _copy(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Stream rows into the table with COPY, inside conn's transaction."""
-    processors = _processors(conn.dialect)
+    processors = _processors(conn.dialect)  # once per batch
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor, cursor.copy(_COPY) as copy:
         for values in rows:
