@@ -14,7 +14,7 @@ import hmac
 import logging
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
 
@@ -26,6 +26,7 @@ CHANNEL = "lockouts"
 POLL_SECONDS = 1.0
 # Denials are committed a moment after their checked_at; each poll re-reads this much.
 POLL_OVERLAP = timedelta(seconds=1)
+PRUNE_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
 
@@ -44,6 +45,7 @@ class Lockouts:
         self._lock = threading.Lock()
         self._polled_to: datetime | None = None  # denials up to here are loaded
         self._next_poll = 0.0
+        self._next_prune = 0.0
         self._listening = False
 
     def session_hash(self, session_id: str) -> str:
@@ -96,25 +98,33 @@ class Lockouts:
             self._next_poll = time.monotonic() + POLL_SECONDS
             if not self._listening:
                 self._listening = self._store.listen(CHANNEL, self._on_message, self._on_reconnect)
-            since = now - self.window if self._polled_to is None else self._polled_to - POLL_OVERLAP
+            polled_to = self._polled_to
+            since = now - self.window if polled_to is None else polled_to - POLL_OVERLAP
             try:
-                loaded = self._load_since(since)
+                loaded = self._load_since(since, whole_window=polled_to is None)
             except Exception as exc:  # keep what is known; the next poll tries again
                 log.warning("lockouts: database poll failed (%s)", type(exc).__name__)
                 return
             self._polled_to = max(now, self._polled_to or now)
             instant = now.timestamp()
-            self._until = {k: v for k, v in self._until.items() if v > instant}
+            if instant >= self._next_prune:
+                # Expired lockouts already fail the lookup; dropping them is only for memory,
+                # and costs a pass over the whole window, so it is not done on every poll.
+                self._until = {k: v for k, v in self._until.items() if v > instant}
+                self._next_prune = instant + PRUNE_SECONDS
             for key, until in loaded:
                 self._until[key] = max(until, self._until.get(key, 0.0))
 
-    def _load_since(self, since: datetime) -> list[tuple[str, float]]:
+    def _load_since(self, since: datetime, *, whole_window: bool) -> list[tuple[str, float]]:
         query = select(AgeCheck.session_hash, AgeCheck.account_id, AgeCheck.checked_at).where(
             AgeCheck.outcome == Outcome.DENIED, AgeCheck.checked_at > since
         )
+        if whole_window:  # it may be large: stream it (a server-side cursor on PostgreSQL)
+            query = query.execution_options(yield_per=5000)
+        window = self.window.total_seconds()
         loaded = []
         with self._engine.connect() as conn:
-            for row in conn.execute(query.execution_options(yield_per=5000)):
-                until = (row.checked_at.astimezone(UTC) + self.window).timestamp()
-                loaded += [(key, until) for key in self._keys(row.session_hash, row.account_id)]
+            for session_hash, account_id, checked_at in conn.execute(query):
+                until = checked_at.timestamp() + window
+                loaded += [(key, until) for key in self._keys(session_hash, account_id)]
         return loaded

@@ -297,6 +297,32 @@ def test_a_denial_reaches_other_processes_at_once(
     assert outcome(answer) == ("denied", "prior_underage_declaration")
 
 
+def test_without_messages_the_database_poll_brings_a_denial_within_seconds(
+    app_factory: Callable[..., Flask], signup: Callable[..., Any]
+) -> None:
+    """A process whose Redis is gone hears no message: its next polls of the database, after
+    the first one that loaded the window, must still bring the denial."""
+    other = app_factory(redis_url="redis://127.0.0.1:9/0")
+    from agegate.api_keys import service as keys
+
+    with other.app_context(), db.new_session() as s:
+        _, key = keys.create_key(s, name="signup-deaf", scopes=["age-checks:write"], actor="test")
+        s.commit()
+    client = other.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    assert outcome(client.post("/v1/age-checks", json={"age": 30, "session_id": "deaf"}))[0] == (
+        "allowed"
+    )
+    assert outcome(signup(age=9, session_id="deaf"))[0] == "denied"
+    limit = time.monotonic() + 3.0
+    while time.monotonic() < limit:
+        answer = client.post("/v1/age-checks", json={"age": 30, "session_id": "deaf"})
+        if outcome(answer)[1] == "prior_underage_declaration":
+            break
+        time.sleep(0.05)
+    assert outcome(answer) == ("denied", "prior_underage_declaration")
+
+
 def test_what_is_stored_per_check(app: Flask, signup: Callable[..., Any]) -> None:
     signup(
         date_of_birth="1995-07-04",
