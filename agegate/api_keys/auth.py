@@ -83,7 +83,7 @@ def current_principal() -> Principal:
     principal: Principal | None = g.get("principal")
     if principal is not None:
         return principal
-    header = request.headers.get("Authorization", "")
+    header = request.environ.get("HTTP_AUTHORIZATION", "")  # what request.headers would read
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise AuthenticationError("send an API key: Authorization: Bearer <key>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -170,6 +171,25 @@ def test_malformed_json_is_400(
     )
     assert response.status_code == 400
     assert "2013" not in response.get_data(as_text=True)
+
+
+def test_a_body_over_the_size_limit_is_413_and_one_without_a_length_is_read(
+    app: Flask, make_key: Callable[..., dict[str, str]]
+) -> None:
+    seed_table(app)
+    client = app.test_client()
+    headers = {**make_key("age-checks:write"), "Content-Type": "application/json"}
+    too_large = b" " * app.config["MAX_CONTENT_LENGTH"] + b'{"age": 30}'
+    answer = client.post("/v1/age-checks", data=too_large, headers=headers)
+    assert (answer.status_code, answer.get_json()["code"]) == (413, "payload_too_large")
+    # Sent chunked, as a server hands it on: no Content-Length, the input ends by itself.
+    answer = client.post(
+        "/v1/age-checks",
+        input_stream=io.BytesIO(b'{"age": 30, "country": "DE"}'),
+        headers=headers,
+        environ_overrides={"wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"},
+    )
+    assert outcome(answer) == ("allowed", "meets_minimum_age")
 
 
 def test_a_denied_session_stays_denied_whatever_it_declares_next(
