@@ -3,6 +3,7 @@
 Every value can be changed with the environment variable named beside it.
 """
 
+import gc
 import multiprocessing
 import os
 import shutil
@@ -59,3 +60,12 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: object) -> None:
+    """Exempt what the app built at start-up from the cyclic garbage collector.
+
+    Those objects live as long as the worker. Without this, every full collection walks all
+    of them (about 140,000 in agegate: a 70 ms pause, paid by whichever request is running).
+    """
+    gc.freeze()
