@@ -48,15 +48,25 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %(key)s"
 local countries = {"DE", "FR", "US", "GB", "CA", "BR", "JP", "IN"}
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_id", threads)
+end
 local n = 0
 request = function()
   n = n + 1
   -- Mostly adults; one in `child_every` is a child, whose denial is committed at once.
+  -- Every session is new: the thread and the start time keep wrk's threads and runs apart
+  -- (otherwise a later run would replay sessions an earlier one got locked out).
   local year = (n %% %(child_every)d == 0) and 2016 or (1950 + n %% 55)
   local body = string.format(
-    '{"date_of_birth":"%%d-%%02d-%%02d","country":"%%s","session_id":"bench-%%d-%%d"}',
-    year, n %% 12 + 1, n %% 28 + 1, countries[n %% #countries + 1], math.random(1, 1e9), n)
+    '{"date_of_birth":"%%d-%%02d-%%02d","country":"%%s","session_id":"bench-%%d-%%d-%%d"}',
+    year, n %% 12 + 1, n %% 28 + 1, countries[n %% #countries + 1], thread_id, started, n)
   return wrk.format(nil, "%(path)s", nil, body)
+end
+function init(args)
+  started = os.time()
 end
 """
 
