@@ -22,6 +22,8 @@ from agegate.api_keys.auth import BODY_METHODS
 
 SWAGGER_ASSETS_URL = "/docs/assets/"
 F = TypeVar("F", bound=Callable[..., Any])
+# json.dumps with any option builds a new encoder per call; this one is built once.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 class ProblemSchema(ma.Schema):
@@ -156,9 +158,7 @@ def _read_body() -> bytes:
 
 def json_response(body: dict[str, Any], status: int = 200) -> Response:
     """A JSON response from values that are already JSON types (no schema dump on hot paths)."""
-    return Response(
-        json.dumps(body, separators=(",", ":")), status=status, content_type="application/json"
-    )
+    return Response(_COMPACT.encode(body), status=status, content_type="application/json")
 
 
 def create_api(app: Flask, version: str) -> Api:
