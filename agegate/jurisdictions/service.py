@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -175,6 +176,10 @@ def seed_if_empty(
     return True
 
 
+# Every age check names a place, and a few hundred places are all there are: normalised once,
+# a pair costs a dictionary lookup instead of pycountry's lookups. Invalid pairs raise and so
+# are never kept; the bound keeps junk from growing it.
+@functools.lru_cache(maxsize=4096)
 def resolve_place(country: str | None, subdivision: str | None) -> tuple[str | None, str | None]:
     """Normalise a (country, subdivision) pair; the subdivision must belong to the country."""
     country_code = None
