@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from agegate.jurisdictions.models import DEFAULT_CODE, JurisdictionRule, RuleStatus
 
 LEVELS = ("subdivision", "country", "default")
+MAX_KEPT_PLACES = 4096
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 def rule_content(rule: Any) -> tuple[Any, ...]:
@@ -135,6 +138,10 @@ class RuleTable:
 
     revision: int
     histories: dict[str, CodeHistory] = field(default_factory=dict)
+    # place → (resolution, from, until): see resolve(). Not part of the table's value.
+    _resolved: dict[tuple[str | None, str | None], tuple[Resolution, datetime, datetime]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def build(cls, revision: int, versions: Iterable[RuleVersion]) -> RuleTable:
@@ -154,6 +161,23 @@ class RuleTable:
 
     def resolve(self, country: str | None, subdivision: str | None, at: datetime) -> Resolution:
         """The most specific rule in force at `at`, with every level that was looked at."""
+        # Each age check resolves its place at the current instant, and the answer only
+        # changes where one of the place's codes has a version taking effect: it is kept per
+        # place with the span of instants between two such changes, where it holds.
+        place = (country, subdivision)
+        kept = self._resolved.get(place)
+        if kept is not None and kept[1] <= at < kept[2]:
+            return kept[0]
+        resolution = self._resolve(country, subdivision, at)
+        if len(self._resolved) < MAX_KEPT_PLACES:
+            codes = [code for code in (subdivision, country, DEFAULT_CODE) if code is not None]
+            changes = [v.effective_from for code in codes for v in self.history(code).versions]
+            since = max((c for c in changes if c <= at), default=_EARLIEST)
+            until = min((c for c in changes if c > at), default=_LATEST)
+            self._resolved[place] = (resolution, since, until)
+        return resolution
+
+    def _resolve(self, country: str | None, subdivision: str | None, at: datetime) -> Resolution:
         steps: list[Step] = []
         for level, code in zip(LEVELS, (subdivision, country, DEFAULT_CODE), strict=True):
             if code is None:

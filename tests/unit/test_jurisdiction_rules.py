@@ -6,6 +6,8 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agegate.jurisdictions.models import RuleStatus
 from agegate.jurisdictions.rules import RuleTable, RuleVersion
@@ -158,3 +160,46 @@ def test_live_versions_are_current_scheduled_and_proposals() -> None:
 def test_in_force_at_lists_codes_with_default_first() -> None:
     t = table(*BASE, version("AT", 1, 14, T0), version("CH", 1, 13, T0, SUSPENDED))
     assert [r.code for r in t.in_force_at(T0)] == ["default", "AT", "CA", "DE"]
+
+
+_INSTANTS = [T0 + timedelta(days=d) for d in range(6)]
+_versions = st.lists(
+    st.tuples(
+        st.sampled_from(["default", "CA", "CA-QC"]),
+        st.sampled_from(_INSTANTS),
+        st.sampled_from([IN_FORCE, PROPOSED, SUSPENDED]),
+        st.booleans(),
+        st.integers(min_value=13, max_value=25),
+    ),
+    max_size=12,
+)
+_asked = st.lists(
+    st.tuples(
+        st.sampled_from(_INSTANTS),
+        st.sampled_from([-timedelta(microseconds=1), timedelta(0), timedelta(hours=1)]),
+        st.sampled_from([("CA", "CA-QC"), ("CA", None), (None, None), ("FR", None)]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(deadline=None)  # a busy shared machine can be slow on one example
+@given(_versions, _asked)
+def test_a_kept_resolution_is_the_one_worked_out_afresh(
+    raw: list[tuple[str, datetime, RuleStatus, bool, int]],
+    asked: list[tuple[datetime, timedelta, tuple[str | None, str | None]]],
+) -> None:
+    # One table answers a sequence of questions in any order of time (keeping answers per
+    # place); each answer must equal a fresh table's, which keeps nothing yet.
+    counters: dict[str, int] = {}
+    versions = []
+    for code, effective, status, retired, age in raw:
+        counters[code] = counters.get(code, 0) + 1
+        versions.append(version(code, counters[code], age, effective, status, retired=retired))
+    kept = table(*versions)
+    for instant, offset, (country, subdivision) in asked:
+        at = instant + offset
+        assert kept.resolve(country, subdivision, at) == table(*versions).resolve(
+            country, subdivision, at
+        )
