@@ -30,16 +30,28 @@ PRUNE_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
 
-def keyed_hash(secret: bytes, kind: str, value: str) -> str:
-    """HMAC-SHA256 of an identifier: stable for lookups, useless without the secret."""
-    return hmac.digest(secret, f"{kind}:{value}".encode(), "sha256").hex()
+class KeyedHash:
+    """HMAC-SHA256 of `kind:value` identifiers: stable for lookups, useless without the secret.
+
+    The keyed state of each kind is made once and copied per value: a one-shot hmac.digest
+    looks the digest up in OpenSSL by name on every call, which on a worker's cold caches
+    costs more than the hashing.
+    """
+
+    def __init__(self, secret: bytes, kinds: tuple[str, ...]) -> None:
+        self._keyed = {kind: hmac.new(secret, f"{kind}:".encode(), "sha256") for kind in kinds}
+
+    def __call__(self, kind: str, value: str) -> str:
+        mac = self._keyed[kind].copy()
+        mac.update(value.encode())
+        return mac.hexdigest()
 
 
 class Lockouts:
     def __init__(self, engine: Engine, store: Store, secret: bytes, window_seconds: int) -> None:
         self._engine = engine.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
         self._store = store
-        self._secret = secret
+        self._hash = KeyedHash(secret, ("session", "account"))
         self.window = timedelta(seconds=window_seconds)
         self._until: dict[str, float] = {}  # lockout key → expiry (epoch seconds)
         self._lock = threading.Lock()
@@ -49,12 +61,12 @@ class Lockouts:
         self._listening = False
 
     def session_hash(self, session_id: str) -> str:
-        return keyed_hash(self._secret, "session", session_id)
+        return self._hash("session", session_id)
 
     def _keys(self, session_hash: str | None, account_id: str | None) -> list[str]:
         keys = [f"s:{session_hash}"] if session_hash else []
         if account_id:
-            keys.append(f"a:{keyed_hash(self._secret, 'account', account_id)}")
+            keys.append(f"a:{self._hash('account', account_id)}")
         return keys
 
     def is_locked(self, session_hash: str | None, account_id: str | None, now: datetime) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import io
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from agegate.flags.models import Flag
 from agegate.jurisdictions import service as jurisdictions
 from agegate.jurisdictions.models import RuleStatus
 from agegate.jurisdictions.schemas import parse_instant
+from tests.conftest import TEST_SECRET
 
 # 2026-03-02 at 11:00 UTC: still 1 March at UTC-12.
 NOW = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
@@ -356,7 +358,10 @@ def test_what_is_stored_per_check(app: Flask, signup: Callable[..., Any]) -> Non
     with app.app_context(), db.new_session() as s:
         row = s.scalars(select(AgeCheck)).one()
     assert row.age_capped == 21  # 30 years old, recorded as at most 21
-    assert row.session_hash and row.session_hash != "opaque-session" and len(row.session_hash) == 64
+    # HMAC-SHA256 under AGEGATE_SECRET_KEY, as documented: lockouts recorded before a release
+    # must still match after it.
+    keyed = hmac.new(TEST_SECRET.encode(), b"session:opaque-session", "sha256").hexdigest()
+    assert row.session_hash == keyed
     assert (row.jurisdiction_code, row.rule_version, row.minimum_age, row.account_id) == (
         "CA-QC",
         1,
