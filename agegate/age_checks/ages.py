@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import calendar
 import re
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import NamedTuple
 
 LATEST_ZONE = timezone(timedelta(hours=-12))
 EARLIEST_BIRTH_YEAR = 1900
 MAX_AGE_YEARS = 130
 RECORDED_AGE_CAP = 21
+# Days per month in a common year (calendar.monthrange also works out the weekday, unused).
+_DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 # ASCII digits only: \d would also take other scripts' digits (e.g. the full-width digits of U+FF10..U+FF19).
 _FULL = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
@@ -34,8 +36,7 @@ class BirthDateError(ValueError):
         self.code = code
 
 
-@dataclass(frozen=True)
-class Declared:
+class Declared(NamedTuple):
     """A declared birth date, resolved to the youngest person it can describe."""
 
     birth: date
@@ -86,7 +87,7 @@ def _youngest(year: int, month: int, day: int, precision: str) -> date:
         raise BirthDateError("date_of_birth_impossible", "no such date")
     if precision == "year":
         return date(year, 12, 31)
-    last_day = calendar.monthrange(year, month)[1]
+    last_day = _DAYS_IN_MONTH[month] + (month == 2 and calendar.isleap(year))
     if precision == "month":
         return date(year, month, last_day)
     if not 1 <= day <= last_day:
