@@ -8,6 +8,7 @@ same contract tests (tests/contract/test_store.py).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from agegate.db import SQLITE_BEGIN, Base, utcnow
 
 KEY_PREFIX = "agegate:"
+PUBLISHER = "agegate-publisher"  # the client name of RedisStore's publishing connection
 SWEEP_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,9 @@ class RedisStore:
         self.client = redis.Redis(connection_pool=pool)
         self._incr = self.client.register_script(_INCR_WITH_TTL)
         self._closed = threading.Event()
+        self._publisher: redis.connection.AbstractConnection | None = None
+        self._publisher_pid = 0
+        self._publish_lock = threading.Lock()
 
     def ping(self) -> None:
         self.client.ping()
@@ -115,7 +120,31 @@ class RedisStore:
         self.client.unlink(KEY_PREFIX + key)
 
     def publish(self, channel: str, message: str) -> None:
-        self.client.publish(KEY_PREFIX + channel, message)
+        # Sent and not waited for, on a connection of its own whose replies are turned off:
+        # nobody reads how many listeners Redis told, and a denial's request then costs one
+        # round trip (its database write), not two. A message lost with a broken connection
+        # is what the listeners' database poll is for; the next publish reconnects.
+        with self._publish_lock:
+            if self._publisher is None or self._publisher_pid != os.getpid():
+                self._publisher, self._publisher_pid = self._connect_publisher(), os.getpid()
+            publisher = self._publisher
+            try:
+                command = publisher.pack_command("PUBLISH", KEY_PREFIX + channel, message)
+                publisher.send_packed_command(command, check_health=False)
+            except Exception:
+                publisher.disconnect()
+                self._publisher = None
+                raise
+
+    def _connect_publisher(self) -> redis.connection.AbstractConnection:
+        pool = self.client.connection_pool
+        # No health checks: a PING would wait for a reply that never comes. Named, so that
+        # CLIENT LIST shows what it is.
+        kwargs = {**pool.connection_kwargs, "health_check_interval": 0, "client_name": PUBLISHER}
+        publisher: redis.connection.AbstractConnection = pool.connection_class(**kwargs)
+        publisher.connect()
+        publisher.send_command("CLIENT", "REPLY", "OFF", check_health=False)
+        return publisher
 
     def listen(
         self, channel: str, on_message: Callable[[str], None], on_reconnect: Callable[[], None]
@@ -151,6 +180,10 @@ class RedisStore:
     def close(self) -> None:
         """Stop listeners and close the pool (tests, graceful shutdown)."""
         self._closed.set()
+        with self._publish_lock:
+            if self._publisher is not None:
+                self._publisher.disconnect()
+                self._publisher = None
         self.client.close()
 
 
