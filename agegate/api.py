@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import http
 import json
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import flask_smorest
 import marshmallow as ma
@@ -21,7 +20,6 @@ from agegate import errors
 from agegate.api_keys.auth import BODY_METHODS
 
 SWAGGER_ASSETS_URL = "/docs/assets/"
-F = TypeVar("F", bound=Callable[..., Any])
 # json.dumps with any option builds a new encoder per call; this one is built once.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
@@ -95,25 +93,6 @@ class Api(flask_smorest.Api):  # type: ignore[misc]
         default = {"description": "Any other error", "schema": self.ERROR_SCHEMA}
         prepare_response(default, self.spec, errors.PROBLEM_MIMETYPE)
         self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
-
-
-def doc_only(*decorators: Callable[[F], F]) -> Callable[[F], F]:
-    """Apply flask-smorest's documentation decorators for what they record, not their wrappers.
-
-    `doc`, `alt_response` and (for a view that returns a Response itself) `response` keep
-    their documentation in the `_apidoc` of a wrapper that, at request time, only calls
-    through: one more call and `ensure_sync` per decorator per request. On a hot path the
-    view takes the recorded documentation and is registered itself.
-    """
-
-    def decorator(view: F) -> F:
-        documented = view
-        for document in reversed(decorators):
-            documented = document(documented)
-        view._apidoc = documented._apidoc  # type: ignore[attr-defined]
-        return view
-
-    return decorator
 
 
 def load_json_body(schema: ma.Schema) -> dict[str, Any]:

@@ -10,9 +10,10 @@ from agegate.age_checks import service
 from agegate.age_checks.lockouts import Lockouts
 from agegate.age_checks.recorder import CheckRecorder
 from agegate.age_checks.schemas import AgeCheckArgs, AgeCheckSchema
-from agegate.api import doc_only, json_response, load_json_body
+from agegate.api import json_response, load_json_body
 from agegate.api_keys.auth import current_principal, requires
 from agegate.api_keys.models import Scope
+from agegate.apidoc import doc_only
 from agegate.db import call_after_commit, utcnow
 from agegate.extensions import db
 from agegate.jurisdictions.cache import current_table

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 from flask_smorest import Blueprint
 
-from agegate.api import doc_only
 from agegate.api_keys.models import Scope
 from agegate.api_keys.ratelimit import RateLimiter
 from agegate.api_keys.service import Principal, authenticate
+from agegate.apidoc import doc_only
 from agegate.db import SQLITE_BEGIN
 from agegate.errors import (
     AuthenticationError,
