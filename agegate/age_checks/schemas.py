@@ -51,7 +51,7 @@ def _plainly_valid(data: Mapping[str, Any]) -> bool:
             return False
         # ASCII without NUL is text every store keeps (fields.Text); other text is checked
         # by the full path.
-        if kind is str and not (value.isascii() and "\x00" not in value):
+        if isinstance(value, str) and not (value.isascii() and "\x00" not in value):
             return False
     session_id = data.get("session_id")
     if session_id is not None and not 1 <= len(session_id) <= SESSION_ID_MAX:
