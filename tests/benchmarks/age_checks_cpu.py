@@ -1,12 +1,15 @@
 """CPU per request of POST /v1/age-checks and of the bare Flask endpoint, measured in process.
 
     .venv/bin/python -m tests.benchmarks.age_checks_cpu [--requests 4000] [--profile allowed]
+        [--instructions]
 
 Wall-clock throughput on a shared machine is noisy; CPU time per request much less so. This
 calls each WSGI app directly (no HTTP server, no sockets) with PostgreSQL and Redis as in
 production and prints, per kind of request, the CPU time of the thread that serves it, of
 this process's background threads (batched writes, listeners) and of the PostgreSQL backends
-serving it. `--profile KIND` prints where one kind's time goes (cProfile).
+serving it. `--profile KIND` prints where one kind's time goes (cProfile). `--instructions`
+runs the measurement under valgrind's callgrind and prints instructions per request, which
+do not move with the machine's load (but leave out the kernel's work and cache misses).
 
 Uses AGEGATE_BENCH_DATABASE_URL (it creates and drops a database) and AGEGATE_BENCH_REDIS_URL
 (flushed), as tests/benchmarks/age_checks.py does.
