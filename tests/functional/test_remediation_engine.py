@@ -310,8 +310,10 @@ def test_an_expired_lease_is_reclaimed_by_another_worker(platform: Any, ts: dict
     assert crashed._claim(utcnow()) is not None  # claims, then "dies" without working
     assert worker._claim(utcnow()) is None  # the lease still holds
     time.sleep(0.3)
+    before = sample(client.get("/metrics").text, "agegate_lease_reclaims_total")
     case = drive(worker, client, ts, case_id, {"completed"})
     assert "case.lease_reclaimed" in [e["event"] for e in case["timeline"]]
+    assert sample(client.get("/metrics").text, "agegate_lease_reclaims_total") == before + 1
 
 
 class OverlapDetector(MemoryTarget):
