@@ -232,7 +232,10 @@ cli.add_command(remediation_commands.cases)
 
 def main() -> None:
     """Console entry point: domain and settings errors become one clear line and exit 2."""
-    level = os.environ.get("AGEGATE_LOG_LEVEL", "INFO").upper()
+    # The worker is a service and logs what it does; a one-off command keeps its terminal for
+    # its own output and logs only warnings, unless AGEGATE_LOG_LEVEL says otherwise.
+    service = sys.argv[1:2] == ["worker"]
+    level = os.environ.get("AGEGATE_LOG_LEVEL", "INFO" if service else "WARNING").upper()
     # An unknown level is reported by the settings check; logging starts at INFO meanwhile.
     logs.configure(level if level in {"DEBUG", "INFO", "WARNING", "ERROR"} else "INFO")
     try:
