@@ -41,8 +41,11 @@ def _end(response: Response) -> Response:
         response.headers["X-Request-Id"] = request_id
     rule = request.url_rule
     endpoint = rule.rule if rule is not None else "unmatched"
-    metrics.HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    method = request.method
+    metrics.labelled(metrics.HTTP_REQUESTS, endpoint, method, str(response.status_code)).inc()
     started: float | None = g.get("agegate_started")
     if started is not None:
-        metrics.HTTP_LATENCY.labels(endpoint, request.method).observe(time.perf_counter() - started)
+        metrics.labelled(metrics.HTTP_LATENCY, endpoint, method).observe(
+            time.perf_counter() - started
+        )
     return response

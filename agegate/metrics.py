@@ -13,9 +13,11 @@ scrape time, so every process reports the same truth whoever did the work.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -81,6 +83,14 @@ RECEIPTS_SIGNED = Counter(
     "Receipts signed, by signing key id.",
     ["kid"],
 )
+
+
+@functools.lru_cache(maxsize=8192)
+def labelled(metric: Counter | Histogram, *values: str) -> Any:
+    """metric.labels(*values), kept: the hot paths (every request, every age check) ask for
+    the same few children again and again, and labels() validates and looks them up under a
+    lock each time. Children are never removed, so a kept one stays the metric's own."""
+    return metric.labels(*values)
 
 
 class WorkflowCollector(Collector):

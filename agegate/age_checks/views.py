@@ -67,8 +67,11 @@ def check() -> Response:
     else:
         recorder.record(decision.values)
     values = decision.values
-    metrics.AGE_CHECKS.labels(
-        values["outcome"].value, values["reason"].value, values["jurisdiction_code"]
+    metrics.labelled(
+        metrics.AGE_CHECKS,
+        values["outcome"].value,
+        values["reason"].value,
+        values["jurisdiction_code"],
     ).inc()
     if locked:
         metrics.LOCKOUT_HITS.inc()
