@@ -92,6 +92,9 @@ class RedisStore:
             decode_responses=True,
         )
         self.client = redis.Redis(connection_pool=pool)
+        # Keys live in their database, but pub/sub channels are server-wide: name the database
+        # in them, so that deployments sharing a server do not hear each other's messages.
+        self._channels = f"{KEY_PREFIX}db{pool.connection_kwargs.get('db', 0)}:"
         self._incr = self.client.register_script(_INCR_WITH_TTL)
         self._closed = threading.Event()
         self._publisher: redis.connection.AbstractConnection | None = None
@@ -129,7 +132,7 @@ class RedisStore:
                 self._publisher, self._publisher_pid = self._connect_publisher(), os.getpid()
             publisher = self._publisher
             try:
-                command = publisher.pack_command("PUBLISH", KEY_PREFIX + channel, message)
+                command = publisher.pack_command("PUBLISH", self._channels + channel, message)
                 publisher.send_packed_command(command, check_health=False)
             except Exception:
                 publisher.disconnect()
@@ -151,7 +154,7 @@ class RedisStore:
     ) -> bool:
         thread = threading.Thread(
             target=self._listen,
-            args=(KEY_PREFIX + channel, on_message, on_reconnect),
+            args=(self._channels + channel, on_message, on_reconnect),
             name=f"store-listen-{channel}",
             daemon=True,
         )

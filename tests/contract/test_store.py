@@ -118,6 +118,35 @@ def test_ping(store: Store) -> None:
     store.ping()
 
 
+# Redis only: like the redis kind above, absent (never skipped) without a Redis to test.
+if "redis" in _kinds():
+
+    def test_redis_messages_stay_within_their_database(redis_url: str) -> None:
+        """Channels are server-wide in Redis; two deployments on two databases of one server must
+        not hear each other (a lockout or a wake-up meant for the other)."""
+        import threading
+
+        ours = RedisStore(redis_url, pool_size=2)
+        db = int(ours.client.connection_pool.connection_kwargs.get("db", 0))
+        theirs = RedisStore(redis_url.rsplit("/", 1)[0] + f"/{db - 1 if db else 1}", pool_size=2)
+        heard: dict[str, list[str]] = {"ours": [], "theirs": []}
+        ready = {name: threading.Event() for name in heard}
+        for name, store in (("ours", ours), ("theirs", theirs)):
+            store.listen("test-isolation", heard[name].append, ready[name].set)
+            assert ready[name].wait(5)
+        try:
+            ours.publish("test-isolation", "for ours")
+            theirs.publish("test-isolation", "for theirs")
+            deadline = time.monotonic() + 5
+            while not (heard["ours"] and heard["theirs"]) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)  # anything that crossed over would have arrived with the rest
+            assert heard == {"ours": ["for ours"], "theirs": ["for theirs"]}
+        finally:
+            ours.close()
+            theirs.close()
+
+
 def test_app_uses_redis_when_configured(app: Flask, redis_url: str | None) -> None:
     with app.app_context():
         assert store_holder.current.name == ("redis" if redis_url else "sql")

@@ -200,8 +200,8 @@ def test_drill_redis_flush_and_restart(
         client.post("/v1/age-checks", json={"age": 30, "session_id": "warm-up"})  # lockouts listen
         listeners = wait_for(
             lambda: (
-                private_redis.subscribers("agegate:cases") == 1
-                and private_redis.subscribers("agegate:lockouts") == 1
+                private_redis.subscribers("agegate:db0:cases") == 1
+                and private_redis.subscribers("agegate:db0:lockouts") == 1
             ),
             10,
             "the worker and the lockouts subscribe",
@@ -222,8 +222,8 @@ def test_drill_redis_flush_and_restart(
         ready = wait_for(lambda: signups.ready_since(up_at), 30, "readyz says ready again")
         resubscribed = wait_for(
             lambda: (
-                private_redis.subscribers("agegate:cases") == 1
-                and private_redis.subscribers("agegate:lockouts") == 1
+                private_redis.subscribers("agegate:db0:cases") == 1
+                and private_redis.subscribers("agegate:db0:lockouts") == 1
             ),
             30,
             "the worker and the lockouts subscribe again",
