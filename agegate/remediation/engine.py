@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from agegate import logs, metrics
@@ -85,7 +85,7 @@ class Worker:
                 config=self._config,
                 signer=self._signer,
                 now=utcnow,
-                keep_lease=lambda: self._renew(session, case),
+                keep_lease=lambda: service.renew_lease(session, case_id, self.owner, self.lease),
             )
             workflow.advance(ctx)
             if case.lease_owner == self.owner:
@@ -117,17 +117,6 @@ class Worker:
             case.lease_owner, case.lease_expires_at = self.owner, now + self.lease
             session.commit()
             return case.id
-
-    def _renew(self, session: Session, case: Case) -> bool:
-        """Extend the lease; False if another worker took the case meanwhile."""
-        result = session.execute(
-            update(Case)
-            .where(Case.id == case.id, Case.lease_owner == self.owner)
-            .values(lease_expires_at=utcnow() + self.lease)
-        )
-        session.commit()
-        renewed: int = result.rowcount  # type: ignore[attr-defined]
-        return renewed == 1
 
 
 def wake_workers(store: Store) -> None:

@@ -150,7 +150,12 @@ class Replayer:
                     step.outcome = TargetOutcome.NOT_CHECKED
                     step.note = "its deletion answer was the proof; it cannot be re-counted"
                 else:
-                    self._replay_target(target, case, step, lambda: self._renew(session, case))
+                    self._replay_target(
+                        target,
+                        case,
+                        step,
+                        lambda: service.renew_lease(session, case.id, self._owner, self._lease),
+                    )
         except KeyboardInterrupt:  # record what was purged before the operator stopped it
             result.interrupted = True
         configured = {t.name for t in self._targets}
@@ -211,16 +216,6 @@ class Replayer:
         )
         session.commit()
         count: int = claimed.rowcount  # type: ignore[attr-defined]
-        return count == 1
-
-    def _renew(self, session: Session, case: Case) -> bool:
-        renewed = session.execute(
-            update(Case)
-            .where(Case.id == case.id, Case.lease_owner == self._owner)
-            .values(lease_expires_at=utcnow() + self._lease)
-        )
-        session.commit()
-        count: int = renewed.rowcount  # type: ignore[attr-defined]
         return count == 1
 
     def _release(self, session: Session, case: Case) -> None:

@@ -8,14 +8,15 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from agegate.audit import service as audit
+from agegate.db import utcnow
 from agegate.errors import ConflictError, NotFoundError, ValidationError
 from agegate.flags import service as flags
 from agegate.flags.models import Confidence, Flag, FlagReason
@@ -238,3 +239,15 @@ def receipt_keys(session: Session) -> list[tuple[str, str]]:
     """Every registered receipt public key as (kid, x), oldest first."""
     rows = session.execute(select(ReceiptKey.kid, ReceiptKey.x).order_by(ReceiptKey.first_used_at))
     return [(row.kid, row.x) for row in rows]
+
+
+def renew_lease(session: Session, case_id: uuid.UUID, owner: str, lease: timedelta) -> bool:
+    """Extend `owner`'s lease on a case and commit; False if someone else holds it now."""
+    result = session.execute(
+        update(Case)
+        .where(Case.id == case_id, Case.lease_owner == owner)
+        .values(lease_expires_at=utcnow() + lease)
+    )
+    session.commit()
+    renewed: int = result.rowcount  # type: ignore[attr-defined]
+    return renewed == 1
