@@ -22,7 +22,7 @@ from flask import Flask
 
 from agegate.jurisdictions.seed import seed_shipped_table
 from tests.functional.test_age_checks import seed_table
-from tests.support.metrics import sample
+from tests.support.metrics import grown, sample
 from tests.support.workers import ROOT, open_confirmed_cases, worker_env
 
 
@@ -50,16 +50,12 @@ def test_requests_are_counted_by_route_template_and_status(
 
     def grew(**labels: str) -> float:
         name = "agegate_http_requests_total"
-        return sample(after, name, **labels) - sample(before, name, **labels)
+        return grown(before, after, name, **labels)
 
     assert grew(endpoint="/v1/cases/<uuid:case_id>", method="GET", status="404") == 3
     assert grew(endpoint="unmatched", status="404") == 1
     latency = "agegate_http_request_duration_seconds_count"
-    assert (
-        sample(after, latency, endpoint="/v1/cases/<uuid:case_id>")
-        - sample(before, latency, endpoint="/v1/cases/<uuid:case_id>")
-        == 3
-    )
+    assert grown(before, after, latency, endpoint="/v1/cases/<uuid:case_id>") == 3
 
 
 def test_age_check_outcomes_by_jurisdiction_and_lockout_hits_are_counted(
@@ -74,7 +70,7 @@ def test_age_check_outcomes_by_jurisdiction_and_lockout_hits_are_counted(
     after = client.get("/metrics").text
 
     def grew(name: str, **labels: str) -> float:
-        return sample(after, name, **labels) - sample(before, name, **labels)
+        return grown(before, after, name, **labels)
 
     checks = "agegate_age_checks_total"
     assert grew(checks, outcome="denied", reason="below_minimum_age", jurisdiction="DE") == 1

@@ -18,7 +18,7 @@ from agegate.remediation.engine import Worker
 from agegate.remediation.receipts import verify
 from agegate.remediation.setup import make_worker
 from agegate.remediation.targets.base import PurgeContext, TargetError, checked_account_id
-from tests.support.metrics import sample
+from tests.support.metrics import grown, sample
 
 
 class MemoryTarget:
@@ -199,7 +199,7 @@ def test_failures_back_off_then_succeed_and_the_receipt_is_exact(
     after = client.get("/metrics").text
 
     def grew(name: str, **labels: str) -> float:
-        return sample(after, name, **labels) - sample(before, name, **labels)
+        return grown(before, after, name, **labels)
 
     assert grew("agegate_purge_failures_total", target="uploads", error="TargetError") == 2
     assert grew("agegate_purge_attempts_total", target="uploads") == 3
@@ -233,11 +233,7 @@ def test_a_target_that_keeps_failing_fails_the_case_which_can_be_retried(
     # The metrics and the log say which target failed the case, and why.
     after = client.get("/metrics").text
     failed_cases = "agegate_cases_failed_total"
-    assert (
-        sample(after, failed_cases, target="uploads")
-        - sample(before, failed_cases, target="uploads")
-        == 1
-    )
+    assert grown(before, after, failed_cases, target="uploads") == 1
     assert sample(after, "agegate_cases", state="failed") == 1
     (line,) = [r.msg for r in caplog.records if r.levelno == logging.ERROR]
     assert isinstance(line, dict) and line["event"] == "case.failed"

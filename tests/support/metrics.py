@@ -14,3 +14,8 @@ def sample(text: str, name: str, **labels: str) -> float:
         for s in family.samples
         if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     )
+
+
+def grown(before: str, after: str, name: str, **labels: str) -> float:
+    """How much the sample grew between two scrapes."""
+    return sample(after, name, **labels) - sample(before, name, **labels)
