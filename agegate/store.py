@@ -23,9 +23,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from agegate.db import SQLITE_BEGIN, Base, utcnow
 
 KEY_PREFIX = "agegate:"
-PUBLISHER = "agegate-publisher"  # the client name of RedisStore's publishing connection
+PUBLISHER = "agegate-publisher"  # the client names of RedisStore's dedicated connections
+SUBSCRIBER = "agegate-subscriber"
 SWEEP_SECONDS = 60.0
 log = logging.getLogger(__name__)
+
+
+class Inbox(Protocol):
+    def drain(self) -> list[str]:
+        """The messages that have arrived since the last call, oldest first, without waiting."""
 
 
 class Store(Protocol):
@@ -61,6 +67,11 @@ class Store(Protocol):
         """Call on_message for each message on channel from a background thread; on_reconnect
         after each (re)subscription, when messages may have been missed. False if this store
         cannot push (its users poll instead)."""
+
+    def subscribe(self, channel: str, on_reconnect: Callable[[], None]) -> Inbox | None:
+        """Keep channel's messages until the caller drains them: unlike listen, no thread is
+        woken per message. on_reconnect runs after each (re)subscription, when messages may
+        have been missed. None if this store cannot push (its users poll instead)."""
 
 
 class StoreEntry(Base):
@@ -100,6 +111,7 @@ class RedisStore:
         self._publisher: redis.connection.AbstractConnection | None = None
         self._publisher_pid = 0
         self._publish_lock = threading.Lock()
+        self._inboxes: list[RedisInbox] = []
 
     def ping(self) -> None:
         self.client.ping()
@@ -129,7 +141,9 @@ class RedisStore:
         # is what the listeners' database poll is for; the next publish reconnects.
         with self._publish_lock:
             if self._publisher is None or self._publisher_pid != os.getpid():
-                self._publisher, self._publisher_pid = self._connect_publisher(), os.getpid()
+                self._publisher = self.dedicated_connection(PUBLISHER)
+                self._publisher.send_command("CLIENT", "REPLY", "OFF", check_health=False)
+                self._publisher_pid = os.getpid()
             publisher = self._publisher
             try:
                 command = publisher.pack_command("PUBLISH", self._channels + channel, message)
@@ -139,15 +153,20 @@ class RedisStore:
                 self._publisher = None
                 raise
 
-    def _connect_publisher(self) -> redis.connection.AbstractConnection:
+    def dedicated_connection(self, name: str) -> redis.connection.AbstractConnection:
+        """A connection of its own, outside the pool, named so that CLIENT LIST shows what it
+        is. No health checks: their PING would wait for a reply that never comes (the
+        publisher's replies are off) or is not a plain PONG (a subscriber's)."""
         pool = self.client.connection_pool
-        # No health checks: a PING would wait for a reply that never comes. Named, so that
-        # CLIENT LIST shows what it is.
-        kwargs = {**pool.connection_kwargs, "health_check_interval": 0, "client_name": PUBLISHER}
-        publisher: redis.connection.AbstractConnection = pool.connection_class(**kwargs)
-        publisher.connect()
-        publisher.send_command("CLIENT", "REPLY", "OFF", check_health=False)
-        return publisher
+        kwargs = {**pool.connection_kwargs, "health_check_interval": 0, "client_name": name}
+        connection: redis.connection.AbstractConnection = pool.connection_class(**kwargs)
+        connection.connect()
+        return connection
+
+    def subscribe(self, channel: str, on_reconnect: Callable[[], None]) -> RedisInbox:
+        inbox = RedisInbox(self, self._channels + channel, on_reconnect)
+        self._inboxes.append(inbox)
+        return inbox
 
     def listen(
         self, channel: str, on_message: Callable[[str], None], on_reconnect: Callable[[], None]
@@ -183,11 +202,94 @@ class RedisStore:
     def close(self) -> None:
         """Stop listeners and close the pool (tests, graceful shutdown)."""
         self._closed.set()
+        for inbox in self._inboxes:
+            inbox.close()
         with self._publish_lock:
             if self._publisher is not None:
                 self._publisher.disconnect()
                 self._publisher = None
         self.client.close()
+
+
+class RedisInbox:
+    """One channel's messages, left in the socket until the owner drains them.
+
+    No thread reads them. A listener thread blocked on the socket is woken for every message,
+    and in a gunicorn worker each wake-up takes the interpreter lock from the request being
+    served; with every worker of every machine hearing every denial, that cost about 0.14 ms
+    of CPU per worker per denial. Here the request that needs the messages reads all that
+    have arrived in one go, which also means that it sees everything published before it
+    asked. A thread only (re)subscribes, and sleeps while the subscription stands.
+    """
+
+    def __init__(self, store: RedisStore, channel: str, on_reconnect: Callable[[], None]) -> None:
+        self._store = store
+        self._channel = channel
+        self._on_reconnect = on_reconnect
+        self._connection: redis.connection.AbstractConnection | None = None
+        self._lost = threading.Event()
+        self._lost.set()
+        self._draining = threading.Lock()
+        threading.Thread(
+            target=self._keep_subscribed, name=f"store-subscribe-{channel}", daemon=True
+        ).start()
+
+    def drain(self) -> list[str]:
+        connection = self._connection
+        # Nothing while (re)subscribing: on_reconnect tells the owner to catch up another way.
+        # One drainer at a time; another thread draining meanwhile gets the messages instead.
+        if connection is None or not self._draining.acquire(blocking=False):
+            return []
+        messages: list[str] = []
+        try:
+            while connection.can_read(timeout=0):
+                kind, _channel, data = connection.read_response(push_request=True)
+                if kind == "message":
+                    messages.append(str(data))
+        except Exception as exc:  # Redis went away: the thread subscribes again
+            log.warning("store: subscription to %s lost (%s)", self._channel, type(exc).__name__)
+            self._drop(connection)
+        finally:
+            self._draining.release()
+        return messages
+
+    def close(self) -> None:
+        connection = self._connection
+        if connection is not None:
+            self._drop(connection)
+        self._lost.set()  # wakes the thread, which sees the store closed
+
+    def _drop(self, connection: redis.connection.AbstractConnection) -> None:
+        self._connection = None
+        connection.disconnect()
+        self._lost.set()
+
+    def _keep_subscribed(self) -> None:
+        closed = self._store._closed
+        while True:
+            self._lost.wait()
+            if closed.is_set():
+                return
+            try:
+                connection = self._store.dedicated_connection(SUBSCRIBER)
+                connection.send_command("SUBSCRIBE", self._channel)
+                # The confirmation: from here on, nothing is missed. (Messages are pushes in
+                # RESP3, plain replies in RESP2; push_request reads either.)
+                connection.read_response(push_request=True)
+            except Exception as exc:
+                log.warning(
+                    "store: could not subscribe to %s (%s); retrying",
+                    self._channel,
+                    type(exc).__name__,
+                )
+                closed.wait(1)
+                continue
+            if closed.is_set():
+                connection.disconnect()
+                return
+            self._lost.clear()
+            self._connection = connection
+            self._on_reconnect()
 
 
 class SQLStore:
@@ -260,6 +362,9 @@ class SQLStore:
         self, channel: str, on_message: Callable[[str], None], on_reconnect: Callable[[], None]
     ) -> bool:
         return False
+
+    def subscribe(self, channel: str, on_reconnect: Callable[[], None]) -> None:
+        return None
 
     def close(self) -> None:
         """Nothing to release: the engine belongs to the app."""

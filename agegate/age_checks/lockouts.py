@@ -4,8 +4,10 @@ Every process keeps the window's lockouts in memory, keyed by keyed hashes only,
 costs a dictionary lookup rather than a network round trip. The database's record of denials
 is the truth: each process loads the window from it on first use and polls it for new
 denials every second. A denial is also published through the store (Redis) the moment it is
-committed, so other processes and machines see it within milliseconds; if that message is
-lost, or Redis is flushed, restarted or down, the poll still brings it within a second.
+committed, so other processes and machines see it within milliseconds: each check first
+drains the messages that have arrived (no thread is woken per message). If a message is
+lost, or Redis is flushed, restarted or down, the poll still brings the denial within a
+second.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy import Engine, select
 
 from agegate.age_checks.models import AgeCheck, Outcome
 from agegate.db import SQLITE_BEGIN
-from agegate.store import Store
+from agegate.store import Inbox, Store
 
 CHANNEL = "lockouts"
 POLL_SECONDS = 1.0
@@ -58,7 +60,8 @@ class Lockouts:
         self._polled_to: datetime | None = None  # denials up to here are loaded
         self._next_poll = 0.0
         self._next_prune = 0.0
-        self._listening = False
+        self._inbox: Inbox | None = None
+        self._subscribed = False
 
     def session_hash(self, session_id: str) -> str:
         return self._hash("session", session_id)
@@ -75,6 +78,8 @@ class Lockouts:
         if not keys:
             return False
         self._refresh(now)
+        if self._inbox is not None:
+            self._take(self._inbox.drain())
         instant = now.timestamp()
         return any(self._until.get(key, 0.0) > instant for key in keys)
 
@@ -82,21 +87,26 @@ class Lockouts:
         """Called after a denial is committed: lock here at once and tell the other processes."""
         until = (at + self.window).timestamp()
         keys = self._keys(session_hash, account_id)
-        self._add(keys, until)
+        self._add([(key, until) for key in keys])
         try:
             for key in keys:
                 self._store.publish(CHANNEL, f"{key} {until}")
         except Exception as exc:  # the others' database poll brings it within a second
             log.warning("lockouts: could not publish a denial (%s)", type(exc).__name__)
 
-    def _add(self, keys: list[str], until: float) -> None:
+    def _add(self, lockouts: list[tuple[str, float]]) -> None:
         with self._lock:
-            for key in keys:
-                self._until[key] = max(until, self._until.get(key, 0.0))
+            self._merge(lockouts)
 
-    def _on_message(self, message: str) -> None:
-        key, _, until = message.partition(" ")
-        self._add([key], float(until))
+    def _merge(self, lockouts: list[tuple[str, float]]) -> None:
+        for key, until in lockouts:
+            self._until[key] = max(until, self._until.get(key, 0.0))
+
+    def _take(self, messages: list[str]) -> None:
+        if messages:
+            self._add(
+                [(key, float(until)) for key, _, until in (m.partition(" ") for m in messages)]
+            )
 
     def _on_reconnect(self) -> None:
         self._next_poll = 0.0  # messages may have been missed: read the database again soon
@@ -108,8 +118,9 @@ class Lockouts:
             if time.monotonic() < self._next_poll:
                 return
             self._next_poll = time.monotonic() + POLL_SECONDS
-            if not self._listening:
-                self._listening = self._store.listen(CHANNEL, self._on_message, self._on_reconnect)
+            if not self._subscribed:
+                self._inbox = self._store.subscribe(CHANNEL, self._on_reconnect)
+                self._subscribed = True
             polled_to = self._polled_to
             since = now - self.window if polled_to is None else polled_to - POLL_OVERLAP
             try:
@@ -124,8 +135,7 @@ class Lockouts:
                 # and costs a pass over the whole window, so it is not done on every poll.
                 self._until = {k: v for k, v in self._until.items() if v > instant}
                 self._next_prune = instant + PRUNE_SECONDS
-            for key, until in loaded:
-                self._until[key] = max(until, self._until.get(key, 0.0))
+            self._merge(loaded)
 
     def _load_since(self, since: datetime, *, whole_window: bool) -> list[tuple[str, float]]:
         query = select(AgeCheck.session_hash, AgeCheck.account_id, AgeCheck.checked_at).where(

@@ -11,7 +11,7 @@ import redis
 from flask import Flask
 
 from agegate.extensions import store as store_holder
-from agegate.store import PUBLISHER, RedisStore, SQLStore, Store
+from agegate.store import PUBLISHER, SUBSCRIBER, RedisStore, SQLStore, Store
 
 
 def _kinds() -> list[str]:
@@ -105,6 +105,54 @@ def test_published_messages_reach_listeners_or_the_store_says_it_cannot_push(
     assert "again" in received
 
 
+def test_subscribed_messages_wait_to_be_drained_or_the_store_says_it_cannot_push(
+    store: Store, kind: str
+) -> None:
+    import threading
+
+    subscribed = threading.Event()
+    inbox = store.subscribe("test-inbox", subscribed.set)
+    assert (inbox is not None) == (kind == "redis")
+    if inbox is None:
+        return
+    assert subscribed.wait(5)
+    assert inbox.drain() == []  # nothing yet, and it does not wait for anything
+
+    def drained(count: int) -> list[str]:
+        got: list[str] = []
+        deadline = time.monotonic() + 5
+        while len(got) < count and time.monotonic() < deadline:
+            got += inbox.drain()
+            time.sleep(0.01)
+        return got
+
+    for message in ("one", "two", "three"):
+        store.publish("test-inbox", message)
+    assert drained(3) == ["one", "two", "three"]
+
+    # Redis drops the subscription: the next drain notices, a thread subscribes again and
+    # says so (the owner catches up from the database), and messages flow again.
+    assert isinstance(store, RedisStore)
+    addresses = [c["addr"] for c in store.client.client_list() if c["name"] == SUBSCRIBER]
+    assert len(addresses) == 1
+    subscribed.clear()
+    assert store.client.client_kill_filter(addr=addresses[0]) == 1
+    deadline = time.monotonic() + 5
+    while not subscribed.is_set() and time.monotonic() < deadline:
+        assert inbox.drain() == []
+        time.sleep(0.01)
+    assert subscribed.is_set()
+    store.publish("test-inbox", "four")
+    assert drained(1) == ["four"]
+
+    store.close()
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("store-subscribe-") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the subscribing thread outlived its store"
+        time.sleep(0.01)
+    assert inbox.drain() == []
+
+
 def test_delete_and_independent_keys(store: Store) -> None:
     store.put("a", "1", ttl_seconds=60)
     store.put("b", "2", ttl_seconds=60)
@@ -130,18 +178,27 @@ if "redis" in _kinds():
         db = int(ours.client.connection_pool.connection_kwargs.get("db", 0))
         theirs = RedisStore(redis_url.rsplit("/", 1)[0] + f"/{db - 1 if db else 1}", pool_size=2)
         heard: dict[str, list[str]] = {"ours": [], "theirs": []}
+        drained: dict[str, list[str]] = {"ours": [], "theirs": []}
         ready = {name: threading.Event() for name in heard}
+        subscribed = {name: threading.Event() for name in heard}
+        inboxes = {}
         for name, store in (("ours", ours), ("theirs", theirs)):
             store.listen("test-isolation", heard[name].append, ready[name].set)
-            assert ready[name].wait(5)
+            inboxes[name] = store.subscribe("test-isolation", subscribed[name].set)
+            assert ready[name].wait(5) and subscribed[name].wait(5)
         try:
             ours.publish("test-isolation", "for ours")
             theirs.publish("test-isolation", "for theirs")
             deadline = time.monotonic() + 5
-            while not (heard["ours"] and heard["theirs"]) and time.monotonic() < deadline:
+            while not all(heard.values()) or not all(drained.values()):
+                assert time.monotonic() < deadline
+                for name, inbox in inboxes.items():
+                    drained[name] += inbox.drain()  # type: ignore[union-attr]
                 time.sleep(0.01)
             time.sleep(0.2)  # anything that crossed over would have arrived with the rest
-            assert heard == {"ours": ["for ours"], "theirs": ["for theirs"]}
+            for name, inbox in inboxes.items():
+                drained[name] += inbox.drain()  # type: ignore[union-attr]
+            assert heard == drained == {"ours": ["for ours"], "theirs": ["for theirs"]}
         finally:
             ours.close()
             theirs.close()
