@@ -4,7 +4,7 @@ Every process keeps the window's lockouts in memory, keyed by keyed hashes only,
 costs a dictionary lookup rather than a network round trip. The database's record of denials
 is the truth: each process loads the window from it on first use and polls it for new
 denials every second. A denial is also published through the store (Redis) the moment it is
-committed, so other processes and machines see it within milliseconds: each check first
+decided, so other processes and machines see it within milliseconds: each check first
 drains the messages that have arrived (no thread is woken per message). If a message is
 lost, or Redis is flushed, restarted or down, the poll still brings the denial within a
 second.
@@ -84,7 +84,7 @@ class Lockouts:
         return any(self._until.get(key, 0.0) > instant for key in keys)
 
     def record_denial(self, session_hash: str | None, account_id: str | None, at: datetime) -> None:
-        """Called after a denial is committed: lock here at once and tell the other processes."""
+        """Called when a check is denied: lock here at once and tell the other processes."""
         until = (at + self.window).timestamp()
         keys = self._keys(session_hash, account_id)
         self._add([(key, until) for key in keys])

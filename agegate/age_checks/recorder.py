@@ -6,11 +6,13 @@ per statement (one COPY on PostgreSQL, which costs both sides a fraction of an I
 per-row work). What a worker killed with SIGKILL loses is its queue of allowed checks from
 the last `MAX_DELAY` seconds; a graceful stop flushes it.
 
-A denial is different: it is the lockout's truth, so `write` commits it before the response
-leaves. On PostgreSQL that is one INSERT on a connection in autocommit mode, sent through
-the driver: SQLAlchemy's execution layer and isolation-level switching cost several times
-the statement itself. (A denial that flags an account is written with its flag, in the
-request's transaction, by the service instead.)
+A denial is different: it is the lockout's truth for processes that start later or miss its
+message, so `write_or_queue` commits it as soon as its answer has gone, before the worker
+takes another request. On PostgreSQL that is one INSERT on a connection in autocommit mode,
+sent through the driver: SQLAlchemy's execution layer and isolation-level switching cost
+several times the statement itself. If the database refuses it, the row joins the queue and
+is retried with the next batch. (A denial that flags an account is written with its flag, in
+the request's transaction, by the service instead.)
 """
 
 from __future__ import annotations
@@ -80,6 +82,15 @@ class CheckRecorder:
             # Raised as SQLAlchemy would raise it, so that the edge answers 503 when the
             # database is down; the parameters stay out of the message.
             raise DBAPIError.instance(self._insert, None, exc, psycopg.Error) from exc
+
+    def write_or_queue(self, values: dict[str, Any]) -> None:
+        """write(), for a row whose answer has already gone: if the database refuses it, it
+        is queued and retried with the next batch instead of being lost."""
+        try:
+            self.write(values)
+        except Exception as exc:
+            log.warning("age checks: a denial waits for the database (%s)", type(exc).__name__)
+            self.record(values)
 
     def flush(self) -> int:
         """Insert everything queued so far; returns the number of rows written."""

@@ -14,6 +14,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from agegate.age_checks.models import AgeCheck
 from agegate.audit.models import AuditEvent
@@ -206,6 +207,37 @@ def test_a_denied_session_stays_denied_whatever_it_declares_next(
     assert outcome(signup(age=40, session_id="sess-a")) == ("denied", "prior_underage_declaration")
     # Another session is judged afresh.
     assert outcome(signup(date_of_birth="1980-01-01", session_id="sess-b"))[0] == "allowed"
+
+
+def test_a_denial_is_recorded_once_answered_and_waits_while_the_database_refuses_it(
+    app: Flask, signup: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child does not wait for the record of a denial: it is committed as soon as the
+    answer has gone. If the database refuses it, the lockout holds all the same and the
+    record waits in the queue until the database takes it."""
+
+    def denials() -> list[str]:
+        with app.app_context(), db.new_session() as s:
+            return [r.value for r in s.scalars(select(AgeCheck.reason).order_by(AgeCheck.reason))]
+
+    assert outcome(signup(age=9, session_id="answered"))[0] == "denied"
+    assert denials() == ["below_minimum_age"]  # no flush: written before the next request
+
+    recorder = app.extensions["agegate.check_recorder"]
+
+    def refuse(values: dict[str, Any]) -> None:
+        raise OperationalError("INSERT INTO age_checks", None, Exception("the database is down"))
+
+    monkeypatch.setattr(recorder, "write", refuse)
+    assert outcome(signup(age=9, session_id="refused")) == ("denied", "below_minimum_age")
+    assert outcome(signup(age=40, session_id="refused")) == (
+        "denied",
+        "prior_underage_declaration",
+    )
+    assert denials() == ["below_minimum_age"]
+    monkeypatch.undo()
+    assert recorder.flush() == 2
+    assert denials() == ["below_minimum_age", "below_minimum_age", "prior_underage_declaration"]
 
 
 def test_a_denied_account_is_locked_out_and_flagged(app: Flask, signup: Callable[..., Any]) -> None:
