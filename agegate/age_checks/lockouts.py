@@ -18,9 +18,9 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, select
 
-from agegate.age_checks.models import AgeCheck, Outcome
+from agegate.age_checks.models import DENIED, AgeCheck
 from agegate.db import SQLITE_BEGIN
 from agegate.store import Inbox, Store
 
@@ -30,6 +30,13 @@ POLL_SECONDS = 1.0
 POLL_OVERLAP = timedelta(seconds=1)
 PRUNE_SECONDS = 60.0
 log = logging.getLogger(__name__)
+
+
+def denials_since(since: datetime) -> Select[str | None, str | None, datetime]:
+    """What the poll reads: the denials checked after since (the partial index's rows)."""
+    return select(AgeCheck.session_hash, AgeCheck.account_id, AgeCheck.checked_at).where(
+        DENIED, AgeCheck.checked_at > since
+    )
 
 
 class KeyedHash:
@@ -138,9 +145,7 @@ class Lockouts:
             self._merge(loaded)
 
     def _load_since(self, since: datetime, *, whole_window: bool) -> list[tuple[str, float]]:
-        query = select(AgeCheck.session_hash, AgeCheck.account_id, AgeCheck.checked_at).where(
-            AgeCheck.outcome == Outcome.DENIED, AgeCheck.checked_at > since
-        )
+        query = denials_since(since)
         if whole_window:  # it may be large: stream it (a server-side cursor on PostgreSQL)
             query = query.execution_options(yield_per=5000)
         window = self.window.total_seconds()

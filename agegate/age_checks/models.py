@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, String
+from sqlalchemy import Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agegate.db import Base, enum_column
@@ -23,13 +23,32 @@ class Reason(enum.StrEnum):
     PRIOR_UNDERAGE_DECLARATION = "prior_underage_declaration"
 
 
+# Written as SQL, not as a bound parameter: only then can PostgreSQL use the partial index
+# below in a prepared (generic) plan.
+DENIED = text("outcome = 'denied'")
+NAMES_ACCOUNT = text("account_id IS NOT NULL")
+
+
 class AgeCheck(Base):
     __tablename__ = "age_checks"
+    # Partial indexes: most checks are allowed and name no account, and each of their rows
+    # would otherwise update every index (signups are this table's whole write load).
     __table_args__ = (
-        # The lockout fallback asks: any denial for this session (or account) lately?
-        Index("ix_age_checks_session_hash_checked_at", "session_hash", "checked_at"),
-        Index("ix_age_checks_account_id_checked_at", "account_id", "checked_at"),
-        Index("ix_age_checks_outcome_checked_at", "outcome", "checked_at"),
+        # The lockout poll asks for the denials since a moment.
+        Index(
+            "ix_age_checks_denied_checked_at",
+            "checked_at",
+            postgresql_where=DENIED,
+            sqlite_where=DENIED,
+        ),
+        # An account's checks, for whoever must find them.
+        Index(
+            "ix_age_checks_account_checked_at",
+            "account_id",
+            "checked_at",
+            postgresql_where=NAMES_ACCOUNT,
+            sqlite_where=NAMES_ACCOUNT,
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import io
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -13,9 +14,10 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
+from agegate.age_checks.lockouts import denials_since
 from agegate.age_checks.models import AgeCheck
 from agegate.audit.models import AuditEvent
 from agegate.db import utcnow
@@ -385,6 +387,26 @@ def test_without_messages_the_database_poll_brings_a_denial_within_seconds(
             break
         time.sleep(0.05)
     assert outcome(answer) == ("denied", "prior_underage_declaration")
+
+
+def test_the_lockout_poll_reads_the_partial_index_of_denials(app: Flask) -> None:
+    """Even in the generic plan of a prepared statement (psycopg prepares a query after five
+    runs), which PostgreSQL can only match to a partial index if the predicate is literal."""
+    engine = app.extensions["agegate.engine"]
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    sql = str(denials_since(since).compile(dialect=engine.dialect))
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+            conn.execute(text("SET enable_seqscan = off"))
+            conn.exec_driver_sql("PREPARE poll(timestamptz) AS " + re.sub(r"%\(\w+\)s", "$1", sql))
+            plan = conn.exec_driver_sql("EXPLAIN EXECUTE poll('2026-01-01')").scalars().all()
+        else:
+            plan = [
+                str(row[-1])
+                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ("2026-01-01",))
+            ]
+    assert any("ix_age_checks_denied_checked_at" in line for line in plan), plan
 
 
 def test_what_is_stored_per_check(app: Flask, signup: Callable[..., Any]) -> None:
