@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -17,6 +17,21 @@ try:
     __version__ = version("agegate")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+source"
+
+
+class _Flask(Flask):
+    """Flask, deciding once per function whether it must run as a coroutine: Flask asks on
+    every call of every hook and view (six times per age check), by inspecting its code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._synchronous: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        synchronous = self._synchronous.get(func)
+        if synchronous is None:
+            synchronous = self._synchronous[func] = super().ensure_sync(func)
+        return synchronous
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -37,7 +52,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from agegate.settings import SettingsError, load_settings
 
     settings = load_settings(overrides)
-    app = Flask(__name__, static_folder=None)
+    app = _Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.extensions["agegate.settings"] = settings
     edge.init_app(app)

@@ -3,9 +3,9 @@ written while it runs, and its count and latency in the metrics."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
 import structlog
 from flask import Flask, Response, g, request
@@ -24,8 +24,8 @@ def init_app(app: Flask) -> None:
 def _begin() -> None:
     g.agegate_started = time.perf_counter()
     # The caller's id when it is sane, so that one id follows a request across services.
-    given = request.headers.get("X-Request-Id", "")
-    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    given = request.environ.get("HTTP_X_REQUEST_ID", "")  # what request.headers would read
+    request_id = given if _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
     g.agegate_request_id = request_id
     structlog.contextvars.clear_contextvars()
     case_id = (request.view_args or {}).get("case_id")
