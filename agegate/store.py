@@ -254,9 +254,10 @@ class RedisInbox:
         return messages
 
     def close(self) -> None:
-        connection = self._connection
-        if connection is not None:
-            self._drop(connection)
+        with self._draining:  # not under a drain, which would reconnect a closed connection
+            connection = self._connection
+            if connection is not None:
+                self._drop(connection)
         self._lost.set()  # wakes the thread, which sees the store closed
 
     def _drop(self, connection: redis.connection.AbstractConnection) -> None:

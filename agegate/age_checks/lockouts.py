@@ -110,10 +110,15 @@ class Lockouts:
             self._until[key] = max(until, self._until.get(key, 0.0))
 
     def _take(self, messages: list[str]) -> None:
-        if messages:
-            self._add(
-                [(key, float(until)) for key, _, until in (m.partition(" ") for m in messages)]
-            )
+        lockouts = []
+        for message in messages:
+            key, _, until = message.partition(" ")
+            try:
+                lockouts.append((key, float(until)))
+            except ValueError:  # not ours (another version?): the poll is the truth anyway
+                log.warning("lockouts: ignored a malformed message")
+        if lockouts:
+            self._add(lockouts)
 
     def _on_reconnect(self) -> None:
         self._next_poll = 0.0  # messages may have been missed: read the database again soon
