@@ -6,7 +6,7 @@
 Wall-clock throughput on a shared machine is noisy; CPU time per request much less so. This
 calls each WSGI app directly (no HTTP server, no sockets) with PostgreSQL and Redis as in
 production and prints, per kind of request, the CPU time of the thread that serves it, of
-this process's background threads (batched writes, listeners) and of the PostgreSQL backends
+this process's background threads (batched writes, subscriptions) and of the PostgreSQL backends
 serving it. `--profile KIND` prints where one kind's time goes (cProfile). `--instructions`
 runs the measurement under valgrind's callgrind and prints instructions per request, which
 do not move with the machine's load (but leave out the kernel's work and cache misses).
