@@ -106,7 +106,7 @@ class CheckRecorder:
             try:
                 with self._engine.begin() as conn:
                     if conn.dialect.name == "postgresql":
-                        _copy(conn, rows)
+                        _copy(conn, rows, self._processors)
                     else:
                         for start in range(0, len(rows), MAX_BATCH):
                             conn.execute(insert(AgeCheck), rows[start : start + MAX_BATCH])
@@ -149,8 +149,9 @@ Processors = list[tuple[str, Callable[[Any], Any] | None]]
 
 
 def _processors(dialect: Dialect) -> Processors:
-    # Each value goes through its column type's bind processing, as an ORM or Core INSERT's
-    # would: enums become their stored values, timestamps must be aware and become UTC.
+    # Made once per recorder. Each value goes through its column type's bind processing, as
+    # an ORM or Core INSERT's would: enums become their stored values, timestamps must be
+    # aware and become UTC.
     return [(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in _COLUMNS]
 
 
@@ -160,9 +161,8 @@ def _row(values: dict[str, Any], processors: Processors) -> dict[str, Any]:
     }
 
 
-def _copy(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def _copy(conn: Connection, rows: list[dict[str, Any]], processors: Processors) -> None:
     """Stream rows into the table with COPY, inside conn's transaction."""
-    processors = _processors(conn.dialect)  # once per batch
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor, cursor.copy(_COPY) as copy:
         for values in rows:
