@@ -130,15 +130,6 @@ def settings_overrides(database_url: str, redis_url: str | None, tmp_path: Path)
     }
 
 
-class ServerLikeClient(FlaskClient):
-    """A test client that closes every response once it is read, as every WSGI server does,
-    so that what a view leaves until its answer has gone (Response.call_on_close) is done
-    before the test looks."""
-
-    def open(self, *args: Any, buffered: bool = True, **kwargs: Any) -> Any:
-        return super().open(*args, buffered=buffered, **kwargs)
-
-
 @pytest.fixture
 def app_factory(settings_overrides: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
     """app_factory(redis_url=...) → an app with those settings changed; disposed afterwards."""
@@ -147,7 +138,6 @@ def app_factory(settings_overrides: dict[str, Any]) -> Iterator[Callable[..., Fl
     def make(**changes: Any) -> Flask:
         application = create_app({**settings_overrides, **changes})
         application.config["TESTING"] = True
-        application.test_client_class = ServerLikeClient
         made.append(application)
         return application
 

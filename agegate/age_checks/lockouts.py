@@ -3,11 +3,11 @@
 Every process keeps the window's lockouts in memory, keyed by keyed hashes only, so a check
 costs a dictionary lookup rather than a network round trip. The database's record of denials
 is the truth: each process loads the window from it on first use and polls it for new
-denials every second. A denial is also published through the store (Redis) the moment it is
-decided, so other processes and machines see it within milliseconds: each check first
-drains the messages that have arrived (no thread is woken per message). If a message is
-lost, or Redis is flushed, restarted or down, the poll still brings the denial within a
-second.
+denials every second (a denial's record arrives with the recorder's next batch). A denial is
+also published through the store (Redis) the moment it is decided, so other processes and
+machines see it within milliseconds: each check first drains the messages that have arrived
+(no thread is woken per message). If a message is lost, or Redis is flushed, restarted or
+down, the poll still brings the denial within about a second.
 """
 
 from __future__ import annotations
@@ -20,14 +20,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, Select, select
 
+from agegate.age_checks import recorder
 from agegate.age_checks.models import DENIED, AgeCheck
 from agegate.db import SQLITE_BEGIN
 from agegate.store import Inbox, Store
 
 CHANNEL = "lockouts"
 POLL_SECONDS = 1.0
-# Denials are committed a moment after their checked_at; each poll re-reads this much.
-POLL_OVERLAP = timedelta(seconds=1)
+# Denials are committed with the recorder's batches, up to its MAX_DELAY after their
+# checked_at (and later if the database was away): each poll re-reads this much.
+POLL_OVERLAP = timedelta(seconds=5 * recorder.MAX_DELAY)
 PRUNE_SECONDS = 60.0
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,18 @@
-"""Writes age-check records: allowed checks in batches off the request path, denials at once.
+"""Writes age-check records in batches, off the request path.
 
-An allowed check changes nothing: its record is an audit trail, so it is queued in the
-process and written by a background thread at most `MAX_DELAY` seconds later, many rows
-per statement (one COPY on PostgreSQL, which costs both sides a fraction of an INSERT's
-per-row work). What a worker killed with SIGKILL loses is its queue of allowed checks from
-the last `MAX_DELAY` seconds; a graceful stop flushes it.
+A check's record is queued in the process and written by a background thread at most
+`MAX_DELAY` seconds later, many rows per statement (one COPY on PostgreSQL, which costs both
+sides a fraction of an INSERT's per-row work). What a worker killed with SIGKILL loses is its
+queue of the last `MAX_DELAY` seconds; a graceful stop flushes it. If the database refuses a
+batch, its rows wait (up to `MAX_PENDING`) and go with the next one.
 
-A denial is different: it is the lockout's truth for processes that start later or miss its
-message, so `write_or_queue` commits it as soon as its answer has gone, before the worker
-takes another request. On PostgreSQL that is one INSERT on a connection in autocommit mode,
-sent through the driver: SQLAlchemy's execution layer and isolation-level switching cost
-several times the statement itself. If the database refuses it, the row joins the queue and
-is retried with the next batch. (A denial that flags an account is written with its flag, in
-the request's transaction, by the service instead.)
+Denials are queued too. A denial's lockout does not wait for its record: it holds at once in
+the process's memory and, by message, in every other process (lockouts.py). The record is the
+truth for processes that start later or miss the message, and the lockout poll reads back
+further than `MAX_DELAY`, so a poller does not miss a record that arrives with a batch.
+Writing each denial at once, on the request path, cost about as much CPU as the rest of the
+check (measured in the README's Speed section). A denial that flags an account is the
+exception: it is written with its flag, in the request's transaction, by the service.
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
-from sqlalchemy import Connection, Dialect, Engine, create_engine, event, insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Dialect, Engine, insert
 
 from agegate.age_checks.models import AgeCheck
 
@@ -42,11 +40,7 @@ log = logging.getLogger(__name__)
 class CheckRecorder:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._autocommit = (
-            _autocommit_engine(engine) if engine.dialect.name == "postgresql" else None
-        )
-        # The statement SQLAlchemy would send for one row, and its values' processing, once.
-        self._insert = str(insert(AgeCheck).compile(dialect=engine.dialect))
+        # Each value's processing, as SQLAlchemy would do it for an INSERT, made once.
         self._processors = _processors(engine.dialect)
         self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._pending: list[dict[str, Any]] = []
@@ -59,38 +53,6 @@ class CheckRecorder:
         if self._owner_pid != os.getpid():
             self._start()
         self._queue.put(values)
-
-    def write(self, values: dict[str, Any]) -> None:
-        """Insert one check's row and commit it before returning."""
-        if self._autocommit is None:  # SQLite: a short transaction of its own
-            with self._engine.begin() as conn:
-                conn.execute(insert(AgeCheck), [values])
-            return
-        row = _row(values, self._processors)
-        try:
-            pooled = self._autocommit.raw_connection()
-            driver: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
-            try:
-                driver.execute(self._insert, row)
-            except psycopg.Error as exc:
-                if driver.closed:
-                    pooled.invalidate(exc)
-                raise
-            finally:
-                pooled.close()
-        except psycopg.Error as exc:
-            # Raised as SQLAlchemy would raise it, so that the edge answers 503 when the
-            # database is down; the parameters stay out of the message.
-            raise DBAPIError.instance(self._insert, None, exc, psycopg.Error) from exc
-
-    def write_or_queue(self, values: dict[str, Any]) -> None:
-        """write(), for a row whose answer has already gone: if the database refuses it, it
-        is queued and retried with the next batch instead of being lost."""
-        try:
-            self.write(values)
-        except Exception as exc:
-            log.warning("age checks: a denial waits for the database (%s)", type(exc).__name__)
-            self.record(values)
 
     def flush(self) -> int:
         """Insert everything queued so far; returns the number of rows written."""
@@ -155,31 +117,11 @@ def _processors(dialect: Dialect) -> Processors:
     return [(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in _COLUMNS]
 
 
-def _row(values: dict[str, Any], processors: Processors) -> dict[str, Any]:
-    return {
-        name: process(values[name]) if process else values[name] for name, process in processors
-    }
-
-
 def _copy(conn: Connection, rows: list[dict[str, Any]], processors: Processors) -> None:
     """Stream rows into the table with COPY, inside conn's transaction."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor, cursor.copy(_COPY) as copy:
         for values in rows:
-            copy.write_row(list(_row(values, processors).values()))
-
-
-def _autocommit_engine(engine: Engine) -> Engine:
-    """A small pool of PostgreSQL connections that stay in autocommit mode, disposed with engine."""
-    autocommit = create_engine(
-        engine.url,
-        isolation_level="AUTOCOMMIT",
-        pool_size=1,
-        max_overflow=engine.pool.size(),  # type: ignore[attr-defined]
-        pool_recycle=1800,
-        # In autocommit mode there is no transaction to roll back when a connection returns.
-        pool_reset_on_return=None,
-        connect_args={"connect_timeout": 5},
-    )
-    event.listen(engine, "engine_disposed", lambda _conn: autocommit.dispose())
-    return autocommit
+            copy.write_row(
+                [process(values[name]) if process else values[name] for name, process in processors]
+            )

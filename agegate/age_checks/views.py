@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-
 from flask import Response, current_app
 from flask_smorest import Blueprint
 
@@ -58,19 +55,17 @@ def check() -> Response:
 
     declaration = service.Declaration(age, country, subdivision, session_hash, account_id)
     decision = service.decide(current_table(), declaration, locked=locked, now=now)
-    recorder: CheckRecorder = current_app.extensions["agegate.check_recorder"]
-    write_after_answer: Callable[[], None] | None = None
     if decision.denied and account_id:
         session = db.session
         service.record_flagged_denial(session, decision, actor=current_principal().actor, now=now)
         call_after_commit(session, lambda: lockouts.record_denial(session_hash, account_id, now))
-    elif decision.denied:
-        # The lockout holds at once, here and (by message) in every other process. Its record,
-        # the truth for processes that start later or miss the message, is committed as soon
-        # as the answer has gone: the child does not wait for the database.
-        lockouts.record_denial(session_hash, account_id, now)
-        write_after_answer = functools.partial(recorder.write_or_queue, decision.values)
     else:
+        if decision.denied:
+            # The lockout holds at once, here and (by message) in every other process. Its
+            # record, the truth for processes that start later or miss the message, goes with
+            # the next batch, like an allowed check's (see the recorder).
+            lockouts.record_denial(session_hash, account_id, now)
+        recorder: CheckRecorder = current_app.extensions["agegate.check_recorder"]
         recorder.record(decision.values)
     values = decision.values
     metrics.labelled(
@@ -81,7 +76,7 @@ def check() -> Response:
     ).inc()
     if locked:
         metrics.LOCKOUT_HITS.inc()
-    response = json_response(
+    return json_response(
         {
             "id": str(values["id"]),
             "outcome": values["outcome"].value,
@@ -96,6 +91,3 @@ def check() -> Response:
             "checked_at": values["checked_at"].isoformat(),
         }
     )
-    if write_after_answer is not None:
-        response.call_on_close(write_after_answer)  # before the worker takes another request
-    return response
