@@ -10,7 +10,7 @@ from typing import Any
 import flask_smorest
 import marshmallow as ma
 from apispec import BasePlugin
-from flask import Blueprint, Flask, Response, request, send_from_directory
+from flask import Blueprint, Flask, Response, send_from_directory
 from flask.typing import ResponseReturnValue
 from flask_smorest.utils import prepare_response
 from swagger_ui_bundle import swagger_ui_path
@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from agegate import errors
 from agegate.api_keys.auth import BODY_METHODS
+from agegate.edge import current_request
 
 SWAGGER_ASSETS_URL = "/docs/assets/"
 # json.dumps with any option builds a new encoder per call; this one is built once.
@@ -125,10 +126,11 @@ def _read_body() -> bytes:
     body sent in chunks or one over the limit (413), goes through werkzeug's guarded stream,
     whose wrapper, and the extra read it makes to find the end, cost more than the read.
     """
-    length, limit = request.content_length, request.max_content_length
+    req = current_request()
+    length, limit = req.content_length, req.max_content_length
     if length is None or (limit is not None and length > limit):
-        return request.get_data(cache=False)
-    stream = request.environ["wsgi.input"]
+        return req.get_data(cache=False)
+    stream = req.environ["wsgi.input"]
     body = stream.read(length)
     while len(body) < length and (more := stream.read(length - len(body))):
         body += more  # a server may hand the body over in parts

@@ -1,5 +1,9 @@
 """What every request passes through on its way in and out: its id, bound to every log line
-written while it runs, and its count and latency in the metrics."""
+written while it runs, and its count and latency in the metrics.
+
+The hooks look the request up once each (every use of Flask's `request` or `g` proxy is a
+context lookup) and keep their values in the WSGI environ.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,18 @@ import re
 import time
 
 import structlog
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, request
 
 from agegate import metrics
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
+_STARTED = "agegate.started"
+_ID = "agegate.request_id"
+
+
+def current_request() -> Request:
+    """The request itself, for code that reads several of its attributes."""
+    return request._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
 def init_app(app: Flask) -> None:
@@ -22,13 +33,15 @@ def init_app(app: Flask) -> None:
 
 
 def _begin() -> None:
-    g.agegate_started = time.perf_counter()
+    req = current_request()
+    environ = req.environ
+    environ[_STARTED] = time.perf_counter()
     # The caller's id when it is sane, so that one id follows a request across services.
-    given = request.environ.get("HTTP_X_REQUEST_ID", "")  # what request.headers would read
+    given = environ.get("HTTP_X_REQUEST_ID", "")  # what request.headers would read
     request_id = given if _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
-    g.agegate_request_id = request_id
+    environ[_ID] = request_id
     structlog.contextvars.clear_contextvars()
-    case_id = (request.view_args or {}).get("case_id")
+    case_id = (req.view_args or {}).get("case_id")
     if case_id is None:
         structlog.contextvars.bind_contextvars(request_id=request_id)
     else:
@@ -36,14 +49,16 @@ def _begin() -> None:
 
 
 def _end(response: Response) -> Response:
-    request_id: str | None = g.get("agegate_request_id")
+    req = current_request()
+    environ = req.environ
+    request_id: str | None = environ.get(_ID)
     if request_id is not None:
         response.headers["X-Request-Id"] = request_id
-    rule = request.url_rule
+    rule = req.url_rule
     endpoint = rule.rule if rule is not None else "unmatched"
-    method = request.method
+    method = req.method
     metrics.labelled(metrics.HTTP_REQUESTS, endpoint, method, str(response.status_code)).inc()
-    started: float | None = g.get("agegate_started")
+    started: float | None = environ.get(_STARTED)
     if started is not None:
         metrics.labelled(metrics.HTTP_LATENCY, endpoint, method).observe(
             time.perf_counter() - started

@@ -47,7 +47,8 @@ def check() -> Response:
     age = service.declared_age(args.get("date_of_birth"), args.get("age"), now)
     args.pop("date_of_birth", None)  # from here on, only the age in whole years exists
     country, subdivision = resolve_place(args.get("country"), args.get("subdivision"))
-    lockouts: Lockouts = current_app.extensions["agegate.lockouts"]
+    extensions = current_app.extensions
+    lockouts: Lockouts = extensions["agegate.lockouts"]
     session_id, account_id = args.get("session_id"), args.get("account_id")
     session_hash = lockouts.session_hash(session_id) if session_id else None
     # Asked before the request's transaction begins: the lockout read never waits on it.
@@ -65,7 +66,7 @@ def check() -> Response:
             # record, the truth for processes that start later or miss the message, goes with
             # the next batch, like an allowed check's (see the recorder).
             lockouts.record_denial(session_hash, account_id, now)
-        recorder: CheckRecorder = current_app.extensions["agegate.check_recorder"]
+        recorder: CheckRecorder = extensions["agegate.check_recorder"]
         recorder.record(decision.values)
     values = decision.values
     metrics.labelled(

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, g, request
+from flask import Request, current_app
 from flask_smorest import Blueprint
 
 from agegate.api_keys.models import Scope
@@ -17,6 +17,7 @@ from agegate.api_keys.ratelimit import RateLimiter
 from agegate.api_keys.service import Principal, authenticate
 from agegate.apidoc import doc_only
 from agegate.db import SQLITE_BEGIN
+from agegate.edge import current_request
 from agegate.errors import (
     AuthenticationError,
     PermissionDeniedError,
@@ -31,6 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # working on every process within this many seconds.
 KEY_CACHE_SECONDS = 5.0
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_PRINCIPAL = "agegate.principal"  # where a request keeps its caller, in the WSGI environ
 
 
 class _KeyCache:
@@ -57,11 +59,13 @@ def requires(scope: Scope, *, accepts: tuple[str, ...] = ("application/json",)) 
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            principal = current_principal()
+            # The request and the app's extensions are looked up once, not once per use.
+            req, extensions = current_request(), current_app.extensions
+            principal = _principal(req, extensions)
             if scope.value not in principal.scopes:
                 raise PermissionDeniedError(f"this key does not have the scope {scope.value!r}")
-            _check_rate(principal)
-            _check_body_type(accepts)
+            _check_rate(extensions, principal)
+            _check_body_type(req, accepts)
             return view(*args, **kwargs)
 
         guarded.required_scope = scope  # type: ignore[attr-defined]
@@ -79,23 +83,27 @@ def public(view: F) -> F:
 
 
 def current_principal() -> Principal:
-    """The caller of this request, authenticated once and cached on `g`."""
-    principal: Principal | None = g.get("principal")
+    """The caller of this request, authenticated once per request."""
+    return _principal(current_request(), current_app.extensions)
+
+
+def _principal(req: Request, extensions: dict[str, Any]) -> Principal:
+    principal: Principal | None = req.environ.get(_PRINCIPAL)
     if principal is not None:
         return principal
-    header = request.environ.get("HTTP_AUTHORIZATION", "")  # what request.headers would read
+    header = req.environ.get("HTTP_AUTHORIZATION", "")  # what request.headers would read
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise AuthenticationError("send an API key: Authorization: Bearer <key>")
-    principal = _lookup(presented.strip())
+    principal = _lookup(extensions, presented.strip())
     if principal is None:
         raise AuthenticationError("the API key is not valid (unknown, revoked or malformed)")
-    g.principal = principal
+    req.environ[_PRINCIPAL] = principal
     return principal
 
 
-def _lookup(presented: str) -> Principal | None:
-    cache: _KeyCache = current_app.extensions.setdefault("agegate.key_cache", _KeyCache())
+def _lookup(extensions: dict[str, Any], presented: str) -> Principal | None:
+    cache: _KeyCache = extensions.setdefault("agegate.key_cache", _KeyCache())
     digest = hashlib.sha256(presented.encode()).hexdigest()
     principal = cache.get(digest)
     if principal is None:
@@ -107,8 +115,8 @@ def _lookup(presented: str) -> Principal | None:
     return principal
 
 
-def _check_rate(principal: Principal) -> None:
-    limiter: RateLimiter = current_app.extensions["agegate.rate_limiter"]
+def _check_rate(extensions: dict[str, Any], principal: Principal) -> None:
+    limiter: RateLimiter = extensions["agegate.rate_limiter"]
     if not limiter.allow(principal.key_name):
         raise RateLimitedError(
             f"more than {limiter.per_second} requests per second with this key; slow down",
@@ -116,11 +124,11 @@ def _check_rate(principal: Principal) -> None:
         )
 
 
-def _check_body_type(accepts: tuple[str, ...]) -> None:
-    if request.method not in BODY_METHODS or request.environ.get("CONTENT_TYPE") in accepts:
+def _check_body_type(req: Request, accepts: tuple[str, ...]) -> None:
+    if req.method not in BODY_METHODS or req.environ.get("CONTENT_TYPE") in accepts:
         return  # the second test is the common case, without parsing the header
-    has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding")
-    if has_body and request.mimetype not in accepts:
+    has_body = bool(req.content_length) or req.headers.get("Transfer-Encoding")
+    if has_body and req.mimetype not in accepts:
         raise UnsupportedMediaTypeError(
-            f"send the body as {' or '.join(accepts)} (got {request.mimetype or 'no type'})"
+            f"send the body as {' or '.join(accepts)} (got {req.mimetype or 'no type'})"
         )
