@@ -281,7 +281,7 @@ def main() -> None:
                 }
             )
 
-    workers = os.environ.get("AGEGATE_WEB_WORKERS", f"{os.cpu_count() or 1} cores x 2 + 1")
+    workers = os.environ.get("AGEGATE_WEB_WORKERS", f"one per core, {os.cpu_count() or 1}")
     mix = "no children" if args.child_free else f"1 request in {args.child_every} a child"
     print(
         f"gunicorn config/gunicorn.conf.py (sync, workers: {workers}); "
