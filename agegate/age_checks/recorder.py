@@ -21,10 +21,12 @@ import atexit
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect, Engine, insert
 
@@ -37,13 +39,18 @@ MAX_PENDING = 100_000
 log = logging.getLogger(__name__)
 
 
+# What the queue holds: on PostgreSQL a row already in COPY's text format, elsewhere its values.
+Row = str | dict[str, Any]
+
+
 class CheckRecorder:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         # Each value's processing, as SQLAlchemy would do it for an INSERT, made once.
         self._processors = _processors(engine.dialect)
-        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
-        self._pending: list[dict[str, Any]] = []
+        self._copies = engine.dialect.name == "postgresql"
+        self._queue: queue.SimpleQueue[Row] = queue.SimpleQueue()
+        self._pending: list[Row] = []
         self._flush_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._owner_pid: int | None = None
@@ -52,7 +59,13 @@ class CheckRecorder:
         """Queue one check's row (the columns of AgeCheck)."""
         if self._owner_pid != os.getpid():
             self._start()
-        self._queue.put(values)
+        self._enqueue(values)
+
+    def _enqueue(self, values: dict[str, Any]) -> None:
+        # On PostgreSQL the row is put in COPY's form here, by the request that made it: done
+        # for a whole batch at once, the background thread held the interpreter lock for
+        # milliseconds, and the request being served waited that long (README, Speed).
+        self._queue.put(_copy_line(values, self._processors) if self._copies else values)
 
     def flush(self) -> int:
         """Insert everything queued so far; returns the number of rows written."""
@@ -67,11 +80,13 @@ class CheckRecorder:
             rows, written = self._pending, 0
             try:
                 with self._engine.begin() as conn:
-                    if conn.dialect.name == "postgresql":
-                        _copy(conn, rows, self._processors)
+                    # One recorder queues one form of row, the one its database takes.
+                    if self._copies:
+                        _copy(conn, cast(list[str], rows))
                     else:
-                        for start in range(0, len(rows), MAX_BATCH):
-                            conn.execute(insert(AgeCheck), rows[start : start + MAX_BATCH])
+                        values = cast(list[dict[str, Any]], rows)
+                        for start in range(0, len(values), MAX_BATCH):
+                            conn.execute(insert(AgeCheck), values[start : start + MAX_BATCH])
                 written, self._pending = len(rows), []
             except Exception as exc:
                 log.warning(
@@ -117,11 +132,28 @@ def _processors(dialect: Dialect) -> Processors:
     return [(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in _COLUMNS]
 
 
-def _copy(conn: Connection, rows: list[dict[str, Any]], processors: Processors) -> None:
-    """Stream rows into the table with COPY, inside conn's transaction."""
+def _copy(conn: Connection, lines: list[str]) -> None:
+    """Stream rows, already in COPY's text format, into the table, inside conn's transaction."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor, cursor.copy(_COPY) as copy:
-        for values in rows:
-            copy.write_row(
-                [process(values[name]) if process else values[name] for name, process in processors]
-            )
+        copy.write("".join(lines))
+
+
+# COPY's text format: values separated by tabs, \N for NULL, and backslash escapes for the
+# characters that would end a value or a row (PostgreSQL manual, COPY, "Text Format").
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")  # translate() is slow: most values need none
+
+
+def _copy_line(values: dict[str, Any], processors: Processors) -> str:
+    fields = []
+    for name, process in processors:
+        value = values[name] if process is None else process(values[name])
+        if value is None:
+            fields.append("\\N")
+        elif isinstance(value, datetime):
+            fields.append(value.isoformat())  # aware, in UTC: the column's bind processing
+        else:
+            text = str(value)
+            fields.append(text.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(text) else text)
+    return "\t".join(fields) + "\n"

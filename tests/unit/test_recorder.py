@@ -50,28 +50,35 @@ def test_queued_rows_reach_the_database_by_themselves(app: Flask) -> None:
 
 
 def test_rows_wait_while_the_database_is_down(app: Flask) -> None:
-    down = make_engine("postgresql+psycopg://postgres@127.0.0.1:9/none?connect_timeout=1", 1)
+    engine = app.extensions["agegate.engine"]
+    if engine.url.get_backend_name() == "sqlite":
+        down = make_engine("sqlite:////nonexistent-dir.invalid/agegate.db", 1)
+    else:
+        down = make_engine(engine.url.set(port=9).render_as_string(hide_password=False), 1)
     recorder = CheckRecorder(down)
-    recorder._queue.put(row())  # as record() would, without the background thread
-    recorder._queue.put(row())
+    recorder._enqueue(row())  # as record() would, without the background thread
+    recorder._enqueue(row())
     assert recorder.flush() == 0
-    recorder._engine = app.extensions["agegate.engine"]  # the database is back
+    recorder._engine = engine  # the database is back
     assert recorder.flush() == 2
     assert count(app) == 2
     down.dispose()
 
 
 def test_a_batch_is_stored_column_for_column(app: Flask) -> None:
-    # On PostgreSQL the batch goes in by COPY: enums must land as their values and
-    # timestamps as the same instants, exactly as the ORM would have written them.
+    # On PostgreSQL the batch goes in by COPY: enums must land as their values, timestamps as
+    # the same instants and text as sent, exactly as the ORM would have written them.
     recorder = CheckRecorder(app.extensions["agegate.engine"])
     queued = [row(), {**row(), "outcome": Outcome.DENIED, "reason": Reason.BELOW_MINIMUM_AGE}]
     queued[1].update(rule_id=7, rule_version=2, age_capped=11, session_hash="ab" * 32)
     queued[1].update(
         account_id="acct-7.example", checked_at=datetime(2026, 2, 28, 23, 59, tzinfo=UTC)
     )
+    # Characters COPY's text format must escape; no input reaches this column with them, but
+    # the writer must not depend on that.
+    queued[0].update(jurisdiction_code="a\\b\tc\nd\re\\N")
     for values in queued:
-        recorder._queue.put(values)
+        recorder._enqueue(values)
     assert recorder.flush() == 2
     with app.app_context(), db.new_session() as s:
         stored = {
