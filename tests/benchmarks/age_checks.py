@@ -2,7 +2,7 @@
 config/gunicorn.conf.py, on PostgreSQL and Redis. Prints throughput, p50/p99 and the ratio.
 
     .venv/bin/python -m tests.benchmarks.age_checks [--rounds 6] [--duration 8]
-        [--connections 8] [--child-every 10 | --child-free]
+        [--connections N] [--child-every 10 | --child-free]
 
 Needs wrk (apt-get install wrk), a PostgreSQL server (AGEGATE_BENCH_DATABASE_URL, default the
 local `postgres` user) and Redis (AGEGATE_BENCH_REDIS_URL, default db 14, which is flushed).
@@ -209,7 +209,12 @@ def _ms(value: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8, help="seconds per endpoint per round")
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help="default: two per gunicorn worker, the fewest at which both endpoints run at full "
+        "throughput (one request in hand and one waiting per worker); more only lengthen the queue",
+    )
     parser.add_argument("--child-every", type=int, default=10, help="one request in N is a child")
     parser.add_argument(
         "--child-free", action="store_true", help="no children at all (overrides --child-every)"
@@ -220,6 +225,8 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
+    if args.connections is None:
+        args.connections = 2 * int(os.environ.get("AGEGATE_WEB_WORKERS", os.cpu_count() or 1))
     # A period longer than any run means that no request is a child's.
     child_every = 1_000_000_000 if args.child_free else args.child_every
 
