@@ -295,13 +295,27 @@ def test_the_lockout_window_expires(
     )
 
 
+def recorded_denial(app: Flask, session_id: str) -> bool:
+    session_hash = app.extensions["agegate.lockouts"].session_hash(session_id)
+    with app.app_context(), db.new_session() as s:
+        found = s.scalar(select(AgeCheck.id).where(AgeCheck.session_hash == session_hash))
+    return found is not None
+
+
 def test_the_lockout_survives_a_redis_flush_and_an_outage(
+    app: Flask,
     app_factory: Callable[..., Flask],
     signup: Callable[..., Any],
     redis_url: str | None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert outcome(signup(age=11, session_id="flushed", account_id="acct-f"))[0] == "denied"
+    # A denial without an account is recorded with the recorder's next batch, by itself.
+    assert outcome(signup(age=11, session_id="flushed-batched"))[0] == "denied"
+    deadline = time.monotonic() + 5
+    while not recorded_denial(app, "flushed-batched"):
+        assert time.monotonic() < deadline, "the batched denial never reached the database"
+        time.sleep(0.05)
     if redis_url:
         client = redis.Redis.from_url(redis_url)
         client.flushdb()
@@ -323,7 +337,11 @@ def test_the_lockout_survives_a_redis_flush_and_an_outage(
         return client
 
     for client in (fresh_process(), fresh_process(redis_url="redis://127.0.0.1:9/0")):
-        for body in ({"age": 40, "session_id": "flushed"}, {"age": 40, "account_id": "acct-f"}):
+        for body in (
+            {"age": 40, "session_id": "flushed"},
+            {"age": 40, "account_id": "acct-f"},
+            {"age": 40, "session_id": "flushed-batched"},
+        ):
             assert outcome(client.post("/v1/age-checks", json=body)) == (
                 "denied",
                 "prior_underage_declaration",
