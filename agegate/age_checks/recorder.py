@@ -25,7 +25,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect, Engine, insert
@@ -151,9 +150,7 @@ def _copy_line(values: dict[str, Any], processors: Processors) -> str:
         value = values[name] if process is None else process(values[name])
         if value is None:
             fields.append("\\N")
-        elif isinstance(value, datetime):
-            fields.append(value.isoformat())  # aware, in UTC: the column's bind processing
-        else:
+        else:  # timestamps are aware and in UTC by now: their text carries the +00:00
             text = str(value)
             fields.append(text.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(text) else text)
     return "\t".join(fields) + "\n"
