@@ -302,10 +302,12 @@ def test_an_expired_lease_is_reclaimed_by_another_worker(platform: Any, ts: dict
     from agegate.db import utcnow
 
     crashed = make_worker(app)
-    crashed.lease = timedelta(seconds=0.2)
+    # Long enough that a loaded machine (CI runs two suites at once) cannot let it lapse
+    # between the two claims below.
+    crashed.lease = timedelta(seconds=2)
     assert crashed._claim(utcnow()) is not None  # claims, then "dies" without working
     assert worker._claim(utcnow()) is None  # the lease still holds
-    time.sleep(0.3)
+    time.sleep(2.1)
     before = sample(client.get("/metrics").text, "agegate_lease_reclaims_total")
     case = drive(worker, client, ts, case_id, {"completed"})
     assert "case.lease_reclaimed" in [e["event"] for e in case["timeline"]]
