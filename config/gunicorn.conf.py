@@ -17,7 +17,8 @@ bind = os.environ.get("AGEGATE_BIND", "127.0.0.1:8000")
 # One worker per core: an age check waits on no server (its record is batched, its message not
 # waited for), so more workers only take turns on the same cores. On 2 cores, 5 workers (the
 # usual 2 x cores + 1) cost a third more CPU per request than 2, and the age check's p99 was
-# 26 ms against 15 (README, Speed). Raise it if your requests wait on a distant database.
+# 26 ms against 15 (docs/decisions/0015-one-worker-per-core.md). Raise it if your requests
+# wait on a distant database.
 worker_class = "sync"
 workers = int(os.environ.get("AGEGATE_WEB_WORKERS", multiprocessing.cpu_count()))
 timeout = int(os.environ.get("AGEGATE_WEB_TIMEOUT", "30"))

@@ -11,7 +11,7 @@ the process's memory and, by message, in every other process (lockouts.py). The 
 truth for processes that start later or miss the message, and the lockout poll reads back
 further than `MAX_DELAY`, so a poller does not miss a record that arrives with a batch.
 Writing each denial at once, on the request path, cost about as much CPU as the rest of the
-check (measured in the README's Speed section). A denial that flags an account is the
+check (docs/decisions/0014-denial-records-batched.md). A denial that flags an account is the
 exception: it is written with its flag, in the request's transaction, by the service.
 """
 
@@ -63,7 +63,7 @@ class CheckRecorder:
     def _enqueue(self, values: dict[str, Any]) -> None:
         # On PostgreSQL the row is put in COPY's form here, by the request that made it: done
         # for a whole batch at once, the background thread held the interpreter lock for
-        # milliseconds, and the request being served waited that long (README, Speed).
+        # milliseconds, and the request being served waited that long.
         self._queue.put(_copy_line(values, self._processors) if self._copies else values)
 
     def flush(self) -> int:

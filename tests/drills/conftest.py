@@ -1,4 +1,4 @@
-"""Fault drills (see the README's "Fault drills").
+"""Fault drills (see docs/operations/drills.md).
 
 The drills that flush, stop and restart servers start private ones of their own
 (tests/support/servers.py) and belong to the PostgreSQL + Redis pass, where CI has the
