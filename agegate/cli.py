@@ -76,12 +76,22 @@ def keys() -> None:
     type=click.Choice([s.value for s in Scope]),
     help="Repeat for each scope.",
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Revoke the live key with this name, if there is one, and create the new key in its place.",
+)
 @with_appcontext
-def keys_create(name: str, scopes: tuple[str, ...]) -> None:
+def keys_create(name: str, scopes: tuple[str, ...], replace: bool) -> None:
     """Create a key; it is printed once, alone on the last line."""
     with db.new_session() as session:
-        _, plaintext = api_keys.create_key(session, name=name, scopes=scopes, actor=cli_actor())
+        replacing = replace and api_keys.live_key_exists(session, name)
+        _, plaintext = api_keys.create_key(
+            session, name=name, scopes=scopes, actor=cli_actor(), replace=replace
+        )
         session.commit()
+    if replacing:
+        click.echo(f"revoked the earlier key {name!r}: it stops working within 5 seconds")
     click.echo(f"created key {name!r} with scopes: {', '.join(scopes)}")
     click.echo("it is shown only now; store it in your secret manager:")
     click.echo(plaintext)

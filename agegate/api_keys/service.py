@@ -36,9 +36,13 @@ class Principal:
 
 
 def create_key(
-    session: Session, *, name: str, scopes: Iterable[str], actor: str
+    session: Session, *, name: str, scopes: Iterable[str], actor: str, replace: bool = False
 ) -> tuple[ApiKey, str]:
-    """Create a key; the plaintext is returned once and never stored."""
+    """Create a key; the plaintext is returned once and never stored.
+
+    A live key of the same name is refused, unless `replace` asks to revoke it in the same
+    transaction (a script that sets keys up can then run again).
+    """
     scope_list = _validated_scopes(scopes)
     if not NAME_PATTERN.fullmatch(name):
         raise ValidationError(
@@ -47,8 +51,14 @@ def create_key(
                 "name": ["use 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"]
             },
         )
-    if session.scalar(select(ApiKey.id).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))):
-        raise ConflictError(f"a live key named {name!r} exists; revoke it first", code="key_exists")
+    if live_key_exists(session, name):
+        if not replace:
+            raise ConflictError(
+                f"a live key named {name!r} exists: revoke it first, or create with --replace",
+                code="key_exists",
+            )
+        revoke_key(session, name=name, actor=actor)
+        session.flush()  # the old key leaves the live names before the new one takes its name
     lookup_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     key = ApiKey(
         name=name,
@@ -72,6 +82,14 @@ def create_key(
         data={"scopes": scope_list, "lookup_id": lookup_id},
     )
     return key, f"{KEY_PREFIX}{lookup_id}_{secret}"
+
+
+def live_key_exists(session: Session, name: str) -> bool:
+    """Whether a live (unrevoked) key has this name."""
+    found = session.scalar(
+        select(ApiKey.id).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+    )
+    return found is not None
 
 
 def list_keys(session: Session) -> Sequence[ApiKey]:

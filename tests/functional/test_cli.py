@@ -52,6 +52,33 @@ def test_keys_create_rejects_unknown_scopes_and_duplicate_names(app: Flask) -> N
     assert duplicate.exit_code != 0
 
 
+def test_keys_create_replace_revokes_the_live_key_of_that_name(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    create = ["keys", "create", "--name", "legal", "--scope", "jurisdictions:read", "--replace"]
+    first = runner.invoke(cli, create)
+    assert first.exit_code == 0, first.output
+    assert "revoked" not in first.output  # nothing to replace yet
+    second = runner.invoke(cli, create)
+    assert second.exit_code == 0, second.output
+    assert "revoked the earlier key 'legal'" in second.output
+    old, new = (r.output.strip().splitlines()[-1] for r in (first, second))
+    client = app.test_client()
+
+    def status(key: str) -> int:
+        return client.get(
+            "/v1/jurisdictions/DE", headers={"Authorization": f"Bearer {key}"}
+        ).status_code
+
+    assert (status(old), status(new)) == (401, 200)
+    listed = runner.invoke(cli, ["keys", "list"]).output.splitlines()
+    assert [line.split("\t")[1].split()[0] for line in listed] == ["revoked", "live"]
+    with app.app_context(), db.new_session() as s:
+        events = s.scalars(
+            text("SELECT event FROM audit_events WHERE subject_id = 'legal' ORDER BY seq")
+        ).all()
+    assert events == ["api_key.created", "api_key.revoked", "api_key.created"]
+
+
 def test_audit_verify_reports_intact_then_broken(app: Flask) -> None:
     runner = app.test_cli_runner()
     before = int(runner.invoke(cli, ["audit", "verify"]).output.split("intact: ")[1].split()[0])
