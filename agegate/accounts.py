@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-# DESIGN.md §4; matched in full (\Z, not $, so that a trailing newline is refused).
+# docs/reference/contract.md; matched in full (\Z, not $, so that a trailing newline is refused).
 ACCOUNT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 ACCOUNT_ID_RULE = "1-128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit"
 

@@ -1,4 +1,4 @@
-"""Age arithmetic on calendar dates (DESIGN.md §2). Pure functions: no clock, no I/O.
+"""Age arithmetic on calendar dates (docs/age-checks.md). Pure functions: no clock, no I/O.
 
 - Today is the date at UTC-12, the last place on Earth to reach a date, so nobody passes
   before their birthday has begun everywhere.

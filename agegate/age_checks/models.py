@@ -1,4 +1,4 @@
-"""What is kept of an age check (DESIGN.md §2), and nothing more: never a birth date."""
+"""What is kept of an age check (docs/age-checks.md), and nothing more: never a birth date."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The age check use case: validate the declaration, apply the rule, keep only what DESIGN.md §2 lists."""
+"""The age check use case: validate the declaration, apply the rule, keep only what
+docs/age-checks.md lists."""
 
 from __future__ import annotations
 

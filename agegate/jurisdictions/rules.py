@@ -1,6 +1,6 @@
 """Resolution over an in-memory copy of the table: pure functions, no database, no Flask.
 
-Per code, at an instant t (DESIGN.md §5 "Details clients rely on"):
+Per code, at an instant t (docs/jurisdictions.md, "Versions and resolution"):
 - versions with effective_from ≤ t take part, proposed ones never do;
 - the latest effective_from, then the highest version, decides;
 - a suspended decisive version means the code has no rule at t (fall back a level);

@@ -1,4 +1,4 @@
-"""HTTP edge of the jurisdiction table (DESIGN.md §5)."""
+"""HTTP edge of the jurisdiction table (docs/reference/contract.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The workflow engine: the database is the queue (DESIGN.md §6).
+"""The workflow engine: the database is the queue (docs/remediation.md, "The engine").
 
 A worker claims one due case at a time with a lease (`FOR UPDATE SKIP LOCKED` on
 PostgreSQL; SQLite's single writer serialises claims), renews the lease after every batch,

@@ -37,7 +37,7 @@ class CaseState(enum.StrEnum):
 
 
 CLOSED_STATES = frozenset({CaseState.COMPLETED, CaseState.DISMISSED})
-# Dismissing is refused once any data may have been purged (DESIGN.md §3).
+# Dismissing is refused once any data may have been purged (docs/remediation.md, "Case states").
 DISMISSABLE_STATES = frozenset({CaseState.OPEN, CaseState.CONTAINED, CaseState.AWAITING_PURGE})
 _OPEN_PREDICATE = "state NOT IN ('completed', 'dismissed')"
 

@@ -64,7 +64,8 @@ class FlagResultSchema(ma.Schema):
 
 
 class CaseListArgs(ma.Schema):
-    state = ma.fields.Enum(CaseState, by_value=True, load_default=None)
+    # The type is stated for clients and renderers: apispec leaves it out of a by-value enum.
+    state = ma.fields.Enum(CaseState, by_value=True, load_default=None, metadata={"type": "string"})
     account_id = Text(load_default=None, validate=ma.validate.Length(max=128))
     cursor = Text(load_default=None)
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(1, 200))

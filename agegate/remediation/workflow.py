@@ -1,4 +1,4 @@
-"""One step of a case at a time: the state machine of DESIGN.md §3, driven by the engine.
+"""One step of a case at a time: the state machine of docs/remediation.md, driven by the engine.
 
 Every step re-reads the case and does only what its state asks, so running it twice (a
 worker killed mid-step, a lease re-claimed) is harmless. Purging records its progress after

@@ -1,7 +1,7 @@
 """Drill: Redis is flushed, then killed and restarted, during age checks and purges.
 
-Redis only speeds agegate up and carries wake-ups; the database is the truth (DESIGN.md
-§6). On a private redis-server (never the shared one) this drill keeps a client sending
+Redis only speeds agegate up and carries wake-ups; the database is the truth (docs/remediation.md,
+"The engine"). On a private redis-server (never the shared one) this drill keeps a client sending
 age checks (new denials, some naming accounts, which opens cases; repeats of earlier
 denials; allowed checks) while a worker purges. Midway, FLUSHALL; later, the server is killed
 and started again, empty. Throughout, every earlier denial still denies with

@@ -1,4 +1,4 @@
-"""Resolution rules (DESIGN.md §1, §5), on in-memory versions."""
+"""Resolution rules (docs/jurisdictions.md), on in-memory versions."""
 
 from __future__ import annotations
 

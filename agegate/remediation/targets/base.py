@@ -1,4 +1,4 @@
-"""The one small interface every purge target kind implements (DESIGN.md §4).
+"""The one small interface every purge target kind implements (docs/purge-targets.md).
 
 Counts are items as each kind sees them: rows for `sql`, files for `files`, keys for
 `redis`, object versions for `s3`, and what the service reports for `http`. Every method

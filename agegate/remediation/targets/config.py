@@ -1,4 +1,4 @@
-"""The targets file (DESIGN.md §4): read it, check it whole, build one target per entry.
+"""The targets file (docs/purge-targets.md): read it, check it whole, build one target per entry.
 
 Start-up refuses a wrong file, so the message lists every problem at once, each with its
 location (`targets.yaml: targets[0] (platform-db): ...`): an operator fixes the file in one
@@ -25,7 +25,7 @@ Factory = Callable[[dict[str, Any], str], PurgeTarget]
 NAME_RULE = "[a-z0-9][a-z0-9-]{0,62}"
 NAME_PATTERN = re.compile(NAME_RULE + r"\Z")
 COMMON_KEYS = ("name", "kind", "description")
-# Kinds DESIGN.md promises that have not landed yet: named as such, not as unknown.
+# Kinds the contract names that have not landed yet: named as such, not as unknown.
 NOT_YET_AVAILABLE: tuple[str, ...] = ()
 HOOK_PHASES = ("contain", "release")
 HOOK_KEYS = ("name", "kind", "url", "method", "description", "secret_env", "timeout")
