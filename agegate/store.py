@@ -8,7 +8,6 @@ same contract tests (tests/contract/test_store.py).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,13 +22,20 @@ from sqlalchemy.orm import Mapped, mapped_column
 from agegate.db import SQLITE_BEGIN, Base, utcnow
 
 KEY_PREFIX = "agegate:"
-PUBLISHER = "agegate-publisher"  # the client names of RedisStore's dedicated connections
-SUBSCRIBER = "agegate-subscriber"
+SUBSCRIBER = "agegate-subscriber"  # the client name of RedisStore's dedicated connections
 SWEEP_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
 
 class Inbox(Protocol):
+    @property
+    def connected(self) -> bool:
+        """Whether the subscription stands: no message published since it was confirmed is lost."""
+
+    @property
+    def generation(self) -> int:
+        """How many times the subscription has been confirmed (each one after a loss)."""
+
     def drain(self) -> list[str]:
         """The messages that have arrived since the last call, oldest first, without waiting."""
 
@@ -55,8 +61,12 @@ class Store(Protocol):
     def delete(self, key: str) -> None:
         """Remove key if present."""
 
+    def scan(self, prefix: str) -> dict[str, str]:
+        """Every live key that starts with prefix, with its value (for small key sets)."""
+
     def publish(self, channel: str, message: str) -> None:
-        """Tell every listener of channel, now (best effort: listeners also poll the database)."""
+        """Tell every listener of channel; returns once the store has queued the message to
+        each of them (raises if it could not)."""
 
     def close(self) -> None:
         """Release connections and stop listeners."""
@@ -108,9 +118,6 @@ class RedisStore:
         self._channels = f"{KEY_PREFIX}db{pool.connection_kwargs.get('db', 0)}:"
         self._incr = self.client.register_script(_INCR_WITH_TTL)
         self._closed = threading.Event()
-        self._publisher: redis.connection.AbstractConnection | None = None
-        self._publisher_pid = 0
-        self._publish_lock = threading.Lock()
         self._inboxes: list[RedisInbox] = []
 
     def ping(self) -> None:
@@ -134,29 +141,25 @@ class RedisStore:
     def delete(self, key: str) -> None:
         self.client.unlink(KEY_PREFIX + key)
 
+    def scan(self, prefix: str) -> dict[str, str]:
+        keys = list(self.client.scan_iter(match=KEY_PREFIX + prefix + "*", count=1000))
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            for key, value in zip(chunk, self.client.mget(chunk), strict=True):
+                if value is not None:  # expired between the scan and the read
+                    found[str(key).removeprefix(KEY_PREFIX)] = str(value)
+        return found
+
     def publish(self, channel: str, message: str) -> None:
-        # Sent and not waited for, on a connection of its own whose replies are turned off:
-        # nobody reads how many listeners Redis told, and a denial's request then costs one
-        # round trip (its database write), not two. A message lost with a broken connection
-        # is what the listeners' database poll is for; the next publish reconnects.
-        with self._publish_lock:
-            if self._publisher is None or self._publisher_pid != os.getpid():
-                self._publisher = self.dedicated_connection(PUBLISHER)
-                self._publisher.send_command("CLIENT", "REPLY", "OFF", check_health=False)
-                self._publisher_pid = os.getpid()
-            publisher = self._publisher
-            try:
-                command = publisher.pack_command("PUBLISH", self._channels + channel, message)
-                publisher.send_packed_command(command, check_health=False)
-            except Exception:
-                publisher.disconnect()
-                self._publisher = None
-                raise
+        # Waits for Redis's reply: once it has come, Redis has queued the message to every
+        # subscriber, ahead of anything they ask for afterwards. A lockout relies on that: a
+        # denial is answered only after its message is out.
+        self.client.publish(self._channels + channel, message)
 
     def dedicated_connection(self, name: str) -> redis.connection.AbstractConnection:
         """A connection of its own, outside the pool, named so that CLIENT LIST shows what it
-        is. No health checks: their PING would wait for a reply that never comes (the
-        publisher's replies are off) or is not a plain PONG (a subscriber's)."""
+        is. No health checks: their PING would not get a plain PONG on a subscriber's."""
         pool = self.client.connection_pool
         kwargs = {**pool.connection_kwargs, "health_check_interval": 0, "client_name": name}
         connection: redis.connection.AbstractConnection = pool.connection_class(**kwargs)
@@ -204,10 +207,6 @@ class RedisStore:
         self._closed.set()
         for inbox in self._inboxes:
             inbox.close()
-        with self._publish_lock:
-            if self._publisher is not None:
-                self._publisher.disconnect()
-                self._publisher = None
         self.client.close()
 
 
@@ -230,9 +229,15 @@ class RedisInbox:
         self._lost = threading.Event()
         self._lost.set()
         self._draining = threading.Lock()
-        threading.Thread(
+        self.generation = 0
+        self._thread = threading.Thread(
             target=self._keep_subscribed, name=f"store-subscribe-{channel}", daemon=True
-        ).start()
+        )
+        self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
 
     def drain(self) -> list[str]:
         connection = self._connection
@@ -259,6 +264,10 @@ class RedisInbox:
             if connection is not None:
                 self._drop(connection)
         self._lost.set()  # wakes the thread, which sees the store closed
+        # and lets what it runs after a subscription (a database read) finish first, so that
+        # the caller may close what that uses.
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
 
     def _drop(self, connection: redis.connection.AbstractConnection) -> None:
         self._connection = None
@@ -289,6 +298,7 @@ class RedisInbox:
                 connection.disconnect()
                 return
             self._lost.clear()
+            self.generation += 1  # before the connection shows: a new one is not caught up yet
             self._connection = connection
             self._on_reconnect()
 
@@ -355,6 +365,13 @@ class SQLStore:
     def delete(self, key: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(StoreEntry).where(StoreEntry.key == key))
+
+    def scan(self, prefix: str) -> dict[str, str]:
+        query = select(StoreEntry.key, StoreEntry.value).where(
+            StoreEntry.key.startswith(prefix, autoescape=True), StoreEntry.expires_at > utcnow()
+        )
+        with self.engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"}) as conn:
+            return {row.key: row.value for row in conn.execute(query)}
 
     def publish(self, channel: str, message: str) -> None:
         """Nothing to do: the embedded default has one process, whose users poll."""

@@ -1,13 +1,23 @@
 """The neutral-screen lockout: after a denial, the same session or account is denied again.
 
-Every process keeps the window's lockouts in memory, keyed by keyed hashes only, so a check
-costs a dictionary lookup rather than a network round trip. The database's record of denials
-is the truth: each process loads the window from it on first use and polls it for new
-denials every second (a denial's record arrives with the recorder's next batch). A denial is
-also published through the store (Redis) the moment it is decided, so other processes and
-machines see it within milliseconds: each check first drains the messages that have arrived
-(no thread is woken per message). If a message is lost, or Redis is flushed, restarted or
-down, the poll still brings the denial within about a second.
+The promise: once a denial's answer has gone, every later check for that session or account,
+in any process (one started a moment later included), is denied until the window ends, as
+long as the database or the store (Redis) is up. How it is kept:
+
+- A denial is answered only after its record is committed (or, while the database refuses
+  it, after its lockout is put in the store) and after its message is out: the store has
+  queued it to every subscribed process before the answer leaves (views.py).
+- A process knows the lockouts completely once its subscription is confirmed and, after
+  that, the whole window has been loaded from the database and the store: whatever was
+  denied before the subscription is in what it loaded, whatever after arrives as a message.
+  Each check first drains the messages that have arrived (no thread is woken per message),
+  then asks its memory, keyed by keyed hashes only.
+- Until then (a process starting up, a subscription lost, or a store that cannot push: the
+  embedded default, or PostgreSQL without Redis), each check asks the database itself, and
+  the store, for that session's and account's denials. A database that cannot answer then
+  makes the check a 503, never an allow.
+
+A poll of the database every second is the backstop for a message lost on its way out.
 """
 
 from __future__ import annotations
@@ -18,19 +28,18 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, Select, select
+from sqlalchemy import Engine, Select, func, or_, select
 
-from agegate.age_checks import recorder
 from agegate.age_checks.models import DENIED, AgeCheck
-from agegate.db import SQLITE_BEGIN
+from agegate.db import SQLITE_BEGIN, utcnow
 from agegate.store import Inbox, Store
 
 CHANNEL = "lockouts"
+STORE_PREFIX = "lockout:"  # lockouts held in the store while the database refuses their record
 POLL_SECONDS = 1.0
-# Denials are committed with the recorder's batches, up to its MAX_DELAY after their
-# checked_at (and later if the database was away): each poll re-reads this much.
-POLL_OVERLAP = timedelta(seconds=5 * recorder.MAX_DELAY)
+POLL_OVERLAP = timedelta(seconds=1)  # denials are committed before their answer: a poll re-reads
 PRUNE_SECONDS = 60.0
+RELOAD_RETRY_SECONDS = 1.0
 log = logging.getLogger(__name__)
 
 
@@ -38,6 +47,20 @@ def denials_since(since: datetime) -> Select[str | None, str | None, datetime]:
     """What the poll reads: the denials checked after since (the partial index's rows)."""
     return select(AgeCheck.session_hash, AgeCheck.account_id, AgeCheck.checked_at).where(
         DENIED, AgeCheck.checked_at > since
+    )
+
+
+def last_denial(
+    session_hash: str | None, account_id: str | None, since: datetime
+) -> Select[datetime | None]:
+    """When this session or account was last denied after since (each has a partial index)."""
+    who = []
+    if session_hash:
+        who.append(AgeCheck.session_hash == session_hash)
+    if account_id:
+        who.append(AgeCheck.account_id == account_id)
+    return select(func.max(AgeCheck.checked_at)).where(
+        DENIED, AgeCheck.checked_at > since, or_(*who)
     )
 
 
@@ -69,8 +92,12 @@ class Lockouts:
         self._polled_to: datetime | None = None  # denials up to here are loaded
         self._next_poll = 0.0
         self._next_prune = 0.0
-        self._inbox: Inbox | None = None
-        self._subscribed = False
+        self._loaded_generation = 0  # the subscription whose window has been loaded
+        # Subscribing at once: the subscription and the window load run in the store's
+        # thread while the process starts, and until both are done checks ask the database.
+        self._made = threading.Event()
+        self._inbox: Inbox | None = store.subscribe(CHANNEL, self._on_subscribed)
+        self._made.set()
 
     def session_hash(self, session_id: str) -> str:
         return self._hash("session", session_id)
@@ -81,19 +108,26 @@ class Lockouts:
             keys.append(f"a:{self._hash('account', account_id)}")
         return keys
 
+    @property
+    def complete(self) -> bool:
+        """Whether memory and messages alone know every lockout (else checks ask the database)."""
+        inbox = self._inbox
+        return inbox is not None and inbox.connected and self._loaded_generation == inbox.generation
+
     def is_locked(self, session_hash: str | None, account_id: str | None, now: datetime) -> bool:
         """Whether a denial for this session or account happened within the window."""
         keys = self._keys(session_hash, account_id)
         if not keys:
             return False
-        self._refresh(now)
         if self._inbox is not None:
             self._take(self._inbox.drain())
-        instant = now.timestamp()
-        return any(self._until.get(key, 0.0) > instant for key in keys)
+        if self.complete:
+            self._poll(now)
+            return self._held(keys, now)
+        return self._held(keys, now) or self._look_up(session_hash, account_id, keys, now)
 
     def record_denial(self, session_hash: str | None, account_id: str | None, at: datetime) -> None:
-        """Called when a check is denied: lock here at once and tell the other processes."""
+        """Called once a denial is durable: lock here at once and tell the other processes."""
         until = (at + self.window).timestamp()
         keys = self._keys(session_hash, account_id)
         self._add([(key, until) for key in keys])
@@ -102,6 +136,38 @@ class Lockouts:
                 self._store.publish(CHANNEL, f"{key} {until}")
         except Exception as exc:  # the others' database poll brings it within a second
             log.warning("lockouts: could not publish a denial (%s)", type(exc).__name__)
+
+    def hold_in_store(self, session_hash: str | None, account_id: str | None, at: datetime) -> None:
+        """Keep a denial's lockout in the store until its refused record can be written."""
+        until = at + self.window
+        ttl = max(1, int((until - utcnow()).total_seconds()) + 1)
+        for key in self._keys(session_hash, account_id):
+            self._store.put(STORE_PREFIX + key, str(until.timestamp()), ttl)
+
+    def _held(self, keys: list[str], now: datetime) -> bool:
+        instant = now.timestamp()
+        return any(self._until.get(key, 0.0) > instant for key in keys)
+
+    def _look_up(
+        self, session_hash: str | None, account_id: str | None, keys: list[str], now: datetime
+    ) -> bool:
+        """Ask the database (which must answer) and the store (if it can) about these keys."""
+        with self._engine.connect() as conn:
+            last = conn.execute(last_denial(session_hash, account_id, now - self.window)).scalar()
+        found = (
+            []
+            if last is None
+            else [(key, last.timestamp() + self.window.total_seconds()) for key in keys]
+        )
+        try:
+            held = self._store.get_many([STORE_PREFIX + key for key in keys])
+        except Exception as exc:  # the database answered: it holds every written denial
+            log.warning("lockouts: store lookup failed (%s)", type(exc).__name__)
+            held = []
+        found += [(key, float(until)) for key, until in zip(keys, held, strict=False) if until]
+        if found:
+            self._add(found)
+        return self._held(keys, now)
 
     def _add(self, lockouts: list[tuple[str, float]]) -> None:
         with self._lock:
@@ -117,28 +183,47 @@ class Lockouts:
             key, _, until = message.partition(" ")
             try:
                 lockouts.append((key, float(until)))
-            except ValueError:  # not ours (another version?): the poll is the truth anyway
+            except ValueError:  # not ours (another version?): the database is the truth anyway
                 log.warning("lockouts: ignored a malformed message")
         if lockouts:
             self._add(lockouts)
 
-    def _on_reconnect(self) -> None:
-        self._next_poll = 0.0  # messages may have been missed: read the database again soon
+    def _on_subscribed(self) -> None:
+        """In the store's thread, after each confirmed (re)subscription: load the whole window.
 
-    def _refresh(self, now: datetime) -> None:
+        Messages may have been missed before the subscription; everything denied before it is
+        in the database or the store, so once this load is done the process knows it all.
+        """
+        self._made.wait()  # the first subscription can be confirmed before __init__ returns
+        inbox = self._inbox
+        while inbox is not None and inbox.connected:
+            generation = inbox.generation
+            started = utcnow()
+            try:
+                loaded = self._load_since(started - self.window, whole_window=True)
+                loaded += self._load_held()
+            except Exception as exc:  # checks ask the database meanwhile; try again
+                log.warning("lockouts: could not load the window (%s)", type(exc).__name__)
+                time.sleep(RELOAD_RETRY_SECONDS)
+                continue
+            with self._lock:
+                self._merge(loaded)
+                self._polled_to = started
+                self._next_poll = time.monotonic() + POLL_SECONDS
+                self._loaded_generation = generation
+            return
+
+    def _poll(self, now: datetime) -> None:
+        """The backstop for a lost message: the denials committed since the last poll."""
         if time.monotonic() < self._next_poll:
             return
         with self._lock:
             if time.monotonic() < self._next_poll:
                 return
             self._next_poll = time.monotonic() + POLL_SECONDS
-            if not self._subscribed:
-                self._inbox = self._store.subscribe(CHANNEL, self._on_reconnect)
-                self._subscribed = True
-            polled_to = self._polled_to
-            since = now - self.window if polled_to is None else polled_to - POLL_OVERLAP
+            since = (self._polled_to or now - self.window) - POLL_OVERLAP
             try:
-                loaded = self._load_since(since, whole_window=polled_to is None)
+                loaded = self._load_since(since, whole_window=False)
             except Exception as exc:  # keep what is known; the next poll tries again
                 log.warning("lockouts: database poll failed (%s)", type(exc).__name__)
                 return
@@ -162,3 +247,7 @@ class Lockouts:
                 until = checked_at.timestamp() + window
                 loaded += [(key, until) for key in self._keys(session_hash, account_id)]
         return loaded
+
+    def _load_held(self) -> list[tuple[str, float]]:
+        held = self._store.scan(STORE_PREFIX)
+        return [(key.removeprefix(STORE_PREFIX), float(until)) for key, until in held.items()]

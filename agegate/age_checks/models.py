@@ -27,6 +27,7 @@ class Reason(enum.StrEnum):
 # below in a prepared (generic) plan.
 DENIED = text("outcome = 'denied'")
 NAMES_ACCOUNT = text("account_id IS NOT NULL")
+DENIED_SESSIONS = text("outcome = 'denied' AND session_hash IS NOT NULL")
 
 
 class AgeCheck(Base):
@@ -40,6 +41,14 @@ class AgeCheck(Base):
             "checked_at",
             postgresql_where=DENIED,
             sqlite_where=DENIED,
+        ),
+        # A check that cannot rely on its process's memory asks for its session's denials.
+        # (Only rows with a session: the poll, which asks for all denials, cannot take it.)
+        Index(
+            "ix_age_checks_denied_session_hash",
+            "session_hash",
+            postgresql_where=DENIED_SESSIONS,
+            sqlite_where=DENIED_SESSIONS,
         ),
         # An account's checks, for whoever must find them.
         Index(

@@ -1,18 +1,15 @@
-"""Writes age-check records in batches, off the request path.
+"""Writes age-check records: allowed checks in batches, off the request path; denials at once.
 
-A check's record is queued in the process and written by a background thread at most
-`MAX_DELAY` seconds later, many rows per statement (one COPY on PostgreSQL, which costs both
-sides a fraction of an INSERT's per-row work). What a worker killed with SIGKILL loses is its
-queue of the last `MAX_DELAY` seconds; a graceful stop flushes it. If the database refuses a
-batch, its rows wait (up to `MAX_PENDING`) and go with the next one.
+An allowed check's record is queued in the process and written by a background thread at
+most `MAX_DELAY` seconds later, many rows per statement (one COPY on PostgreSQL, which costs
+both sides a fraction of an INSERT's per-row work). What a worker killed with SIGKILL loses
+is its queue of the last `MAX_DELAY` seconds; a graceful stop flushes it. If the database
+refuses a batch, its rows wait (up to `MAX_PENDING`) and go with the next one.
 
-Denials are queued too. A denial's lockout does not wait for its record: it holds at once in
-the process's memory and, by message, in every other process (lockouts.py). The record is the
-truth for processes that start later or miss the message, and the lockout poll reads back
-further than `MAX_DELAY`, so a poller does not miss a record that arrives with a batch.
-Writing each denial at once, on the request path, cost about as much CPU as the rest of the
-check (docs/decisions/0014-denial-records-batched.md). A denial that flags an account is the
-exception: it is written with its flag, in the request's transaction, by the service.
+A denial's record is the truth its lockout rests on (lockouts.py), so it is written before
+the denial is answered (`write_now`): a process that starts a moment later finds it
+(docs/decisions/0023-denials-written-before-their-answer.md). Only while the database
+refuses it does it wait in the queue like an allowed check's.
 """
 
 from __future__ import annotations
@@ -59,6 +56,11 @@ class CheckRecorder:
         if self._owner_pid != os.getpid():
             self._start()
         self._enqueue(values)
+
+    def write_now(self, values: dict[str, Any]) -> None:
+        """Insert one check's row at once, in a transaction of its own; raises if refused."""
+        with self._engine.begin() as conn:
+            conn.execute(insert(AgeCheck), [values])
 
     def _enqueue(self, values: dict[str, Any]) -> None:
         # On PostgreSQL the row is put in COPY's form here, by the request that made it: done

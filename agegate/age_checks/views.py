@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Response, current_app
 from flask_smorest import Blueprint
+from sqlalchemy.exc import DBAPIError
 
 from agegate import metrics
 from agegate.age_checks import service
@@ -56,17 +57,24 @@ def check() -> Response:
 
     declaration = service.Declaration(age, country, subdivision, session_hash, account_id)
     decision = service.decide(current_table(), declaration, locked=locked, now=now)
+    recorder: CheckRecorder = extensions["agegate.check_recorder"]
+    # A denial is answered only once it binds every process: its record is committed (the
+    # truth a process starting later loads) and its message is out (what running processes
+    # hear), both before the answer leaves.
     if decision.denied and account_id:
         session = db.session
         service.record_flagged_denial(session, decision, actor=current_principal().actor, now=now)
         call_after_commit(session, lambda: lockouts.record_denial(session_hash, account_id, now))
+    elif decision.denied:
+        try:
+            recorder.write_now(decision.values)
+        except DBAPIError:
+            # The database refuses it: the lockout waits in the store (Redis) beside its
+            # queued record; if the store refuses too, the answer is a 503.
+            recorder.record(decision.values)
+            lockouts.hold_in_store(session_hash, account_id, now)
+        lockouts.record_denial(session_hash, account_id, now)
     else:
-        if decision.denied:
-            # The lockout holds at once, here and (by message) in every other process. Its
-            # record, the truth for processes that start later or miss the message, goes with
-            # the next batch, like an allowed check's (see the recorder).
-            lockouts.record_denial(session_hash, account_id, now)
-        recorder: CheckRecorder = extensions["agegate.check_recorder"]
         recorder.record(decision.values)
     values = decision.values
     metrics.labelled(

@@ -12,6 +12,10 @@ import os
 
 from tests.conftest import PG_ENV
 
-SERVER_DRILLS = ["test_postgres_restart.py", "test_redis_faults.py"]
+SERVER_DRILLS = [
+    "test_lockout_fresh_processes.py",
+    "test_postgres_restart.py",
+    "test_redis_faults.py",
+]
 
 collect_ignore = [] if os.environ.get(PG_ENV) else SERVER_DRILLS

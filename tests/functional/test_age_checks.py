@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
-from agegate.age_checks.lockouts import denials_since
+from agegate.age_checks.lockouts import denials_since, last_denial
 from agegate.age_checks.models import AgeCheck
 from agegate.audit.models import AuditEvent
 from agegate.db import make_engine, utcnow
@@ -48,6 +48,7 @@ def signup(
 ) -> Iterator[Callable[..., Any]]:
     seed_table(app)
     monkeypatch.setattr("agegate.age_checks.views.utcnow", lambda: NOW)
+    monkeypatch.setattr("agegate.age_checks.lockouts.utcnow", lambda: NOW)
     client, headers = app.test_client(), make_key("age-checks:write")
 
     def post(**body: Any) -> Any:
@@ -210,26 +211,27 @@ def test_a_denied_session_stays_denied_whatever_it_declares_next(
     assert outcome(signup(date_of_birth="1980-01-01", session_id="sess-b"))[0] == "allowed"
 
 
-def test_a_denial_is_recorded_with_the_next_batch_and_waits_while_the_database_refuses_it(
-    app: Flask, signup: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Neither the child nor the lockout waits for the record of a denial: the record goes
-    with the recorder's next batch, by itself. While the database refuses batches, the
-    lockout holds all the same and the records wait until the database takes them."""
+def recorded_denials(app: Flask) -> list[str]:
+    with app.app_context(), db.new_session() as s:
+        return [r.value for r in s.scalars(select(AgeCheck.reason).order_by(AgeCheck.reason))]
 
-    def denials() -> list[str]:
-        with app.app_context(), db.new_session() as s:
-            return [r.value for r in s.scalars(select(AgeCheck.reason).order_by(AgeCheck.reason))]
 
-    def eventually(expected: list[str]) -> None:
-        deadline = time.monotonic() + 5
-        while (found := denials()) != expected:
-            assert time.monotonic() < deadline, f"the records are {found}, not {expected}"
-            time.sleep(0.05)
-
+def test_a_denial_is_recorded_before_its_answer(app: Flask, signup: Callable[..., Any]) -> None:
+    """A process that starts the moment the child has its answer finds the denial in the
+    database: nothing waits for a batch."""
     assert outcome(signup(age=9, session_id="answered"))[0] == "denied"
-    eventually(["below_minimum_age"])  # no flush(): the recorder's thread writes it
+    assert recorded_denials(app) == ["below_minimum_age"]
+    assert app.extensions["agegate.check_recorder"].flush() == 0  # nothing was left queued
 
+
+def test_while_the_database_refuses_a_denial_its_lockout_waits_in_the_store(
+    app: Flask,
+    app_factory: Callable[..., Flask],
+    signup: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The record waits in the queue; the lockout is in the store meanwhile, where a process
+    that starts before the record is written finds it. Then the record goes by itself."""
     recorder = app.extensions["agegate.check_recorder"]
     url = app.extensions["agegate.engine"].url
     if url.get_backend_name() == "sqlite":
@@ -243,10 +245,32 @@ def test_a_denial_is_recorded_with_the_next_batch_and_waits_while_the_database_r
         "prior_underage_declaration",
     )
     assert recorder.flush() == 0  # refused: the rows wait
-    assert denials() == ["below_minimum_age"]
-    monkeypatch.undo()
-    down.dispose()
-    eventually(["below_minimum_age", "below_minimum_age", "prior_underage_declaration"])
+    assert recorded_denials(app) == []
+    fresh = fresh_client(app_factory, "signup-fresh")
+    assert outcome(fresh.post("/v1/age-checks", json={"age": 40, "session_id": "refused"})) == (
+        "denied",
+        "prior_underage_declaration",
+    )
+    assert recorded_denials(app) == ["prior_underage_declaration"]  # the fresh process's own
+    monkeypatch.setattr(recorder, "_engine", app.extensions["agegate.engine"])
+    expected = ["below_minimum_age", "prior_underage_declaration", "prior_underage_declaration"]
+    deadline = time.monotonic() + 5
+    while (found := recorded_denials(app)) != expected:
+        assert time.monotonic() < deadline, f"the records are {found}"
+        time.sleep(0.05)
+
+
+def fresh_client(app_factory: Callable[..., Flask], key_name: str, **settings: Any) -> FlaskClient:
+    """Another process of the deployment, started now, with a key of its own."""
+    other = app_factory(**settings)
+    from agegate.api_keys import service as keys
+
+    with other.app_context(), db.new_session() as s:
+        _, key = keys.create_key(s, name=key_name, scopes=["age-checks:write"], actor="test")
+        s.commit()
+    client = other.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return client
 
 
 def test_a_denied_account_is_locked_out_and_flagged(app: Flask, signup: Callable[..., Any]) -> None:
@@ -295,52 +319,26 @@ def test_the_lockout_window_expires(
     )
 
 
-def recorded_denial(app: Flask, session_id: str) -> bool:
-    session_hash = app.extensions["agegate.lockouts"].session_hash(session_id)
-    with app.app_context(), db.new_session() as s:
-        found = s.scalar(select(AgeCheck.id).where(AgeCheck.session_hash == session_hash))
-    return found is not None
-
-
 def test_the_lockout_survives_a_redis_flush_and_an_outage(
-    app: Flask,
-    app_factory: Callable[..., Flask],
-    signup: Callable[..., Any],
-    redis_url: str | None,
-    monkeypatch: pytest.MonkeyPatch,
+    app_factory: Callable[..., Flask], signup: Callable[..., Any], redis_url: str | None
 ) -> None:
     assert outcome(signup(age=11, session_id="flushed", account_id="acct-f"))[0] == "denied"
-    # A denial without an account is recorded with the recorder's next batch, by itself.
-    assert outcome(signup(age=11, session_id="flushed-batched"))[0] == "denied"
-    deadline = time.monotonic() + 5
-    while not recorded_denial(app, "flushed-batched"):
-        assert time.monotonic() < deadline, "the batched denial never reached the database"
-        time.sleep(0.05)
+    assert outcome(signup(age=11, session_id="flushed-alone"))[0] == "denied"
     if redis_url:
         client = redis.Redis.from_url(redis_url)
         client.flushdb()
         client.close()
     assert outcome(signup(age=40, session_id="flushed")) == ("denied", "prior_underage_declaration")
 
-    def fresh_process(**settings: Any) -> FlaskClient:
-        """A new process knows nothing but the database (and, here, a Redis that forgot all)."""
-        other = app_factory(**settings)
-        from agegate.api_keys import service as keys
-
-        with other.app_context(), db.new_session() as s:
-            _, key = keys.create_key(
-                s, name=f"signup-{len(settings)}", scopes=["age-checks:write"], actor="test"
-            )
-            s.commit()
-        client = other.test_client()
-        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-        return client
-
-    for client in (fresh_process(), fresh_process(redis_url="redis://127.0.0.1:9/0")):
+    # New processes know nothing but the database (and, here, a Redis that forgot all).
+    for client in (
+        fresh_client(app_factory, "signup-flushed"),
+        fresh_client(app_factory, "signup-no-redis", redis_url="redis://127.0.0.1:9/0"),
+    ):
         for body in (
             {"age": 40, "session_id": "flushed"},
             {"age": 40, "account_id": "acct-f"},
-            {"age": 40, "session_id": "flushed-batched"},
+            {"age": 40, "session_id": "flushed-alone"},
         ):
             assert outcome(client.post("/v1/age-checks", json=body)) == (
                 "denied",
@@ -348,74 +346,57 @@ def test_the_lockout_survives_a_redis_flush_and_an_outage(
             )
 
 
-def test_a_denial_reaches_other_processes_at_once(
+def wait_until_complete(app: Flask) -> None:
+    lockouts = app.extensions["agegate.lockouts"]
+    deadline = time.monotonic() + 5
+    while not lockouts.complete:
+        assert time.monotonic() < deadline, "the process never knew every lockout"
+        time.sleep(0.01)
+
+
+def test_a_denial_binds_a_running_process_before_its_answer_leaves(
     app_factory: Callable[..., Flask],
     signup: Callable[..., Any],
     redis_url: str | None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Through Redis the other process learns in milliseconds; its database poll is the backstop.
+    """The other process is asked once, right after the denial's answer: no waiting.
 
-    With Redis, the other process's poll is pushed an hour away, so that only the message
-    can bring the denial (from the embedded default's one database, the poll brings it)."""
-    other = app_factory()
-    from agegate.api_keys import service as keys
-
-    with other.app_context(), db.new_session() as s:
-        _, key = keys.create_key(s, name="signup-other", scopes=["age-checks:write"], actor="test")
-        s.commit()
-    client = other.test_client()
-    headers = {"Authorization": f"Bearer {key}"}
+    With Redis it knows every lockout from memory and messages, and its database poll is
+    pushed an hour away, so that only the message can bring the denial. Without a store that
+    pushes (the embedded default), it asks the database on every check."""
+    monkeypatch.setattr("agegate.age_checks.lockouts.POLL_SECONDS", 3600.0)
+    client = fresh_client(app_factory, "signup-other")
 
     def check_hop() -> tuple[str, str]:
-        body = {"age": 30, "session_id": "hop"}
-        return outcome(client.post("/v1/age-checks", json=body, headers=headers))
+        return outcome(client.post("/v1/age-checks", json={"age": 30, "session_id": "hop"}))
 
+    other = client.application
     if redis_url:
-        monkeypatch.setattr("agegate.age_checks.lockouts.POLL_SECONDS", 3600.0)
-    assert check_hop()[0] == "allowed"  # loads the window and subscribes
-    if redis_url:
-        inbox = other.extensions["agegate.lockouts"]._inbox
-        deadline = time.monotonic() + 5
-        while inbox._connection is None:
-            assert time.monotonic() < deadline, "the other process did not subscribe"
-            time.sleep(0.01)
-        assert check_hop()[0] == "allowed"  # the catch-up poll the subscription asked for
-    if redis_url:  # a message that is not a lockout (another version's?) is skipped
-        app_store = other.extensions["agegate.store"]
-        app_store.publish("lockouts", "s:not-a-lockout not-a-time")
-        app_store.publish("lockouts", "garbage")
+        wait_until_complete(other)
+        other_store = other.extensions["agegate.store"]
+        other_store.publish("lockouts", "s:not-a-lockout not-a-time")  # not ours: skipped
+        other_store.publish("lockouts", "garbage")
+    else:
+        assert not other.extensions["agegate.lockouts"].complete
+    assert check_hop()[0] == "allowed"
     assert outcome(signup(age=9, session_id="hop"))[0] == "denied"
-    limit = time.monotonic() + (1.0 if redis_url else 2.5)
-    while (answer := check_hop())[1] != "prior_underage_declaration":
-        assert time.monotonic() < limit, f"the other process still answers {answer}"
-        time.sleep(0.02)
+    assert check_hop() == ("denied", "prior_underage_declaration")
 
 
-def test_without_messages_the_database_poll_brings_a_denial_within_seconds(
+def test_a_process_whose_redis_is_gone_asks_the_database_on_every_check(
     app_factory: Callable[..., Flask], signup: Callable[..., Any]
 ) -> None:
-    """A process whose Redis is gone hears no message: its next polls of the database, after
-    the first one that loaded the window, must still bring the denial."""
-    other = app_factory(redis_url="redis://127.0.0.1:9/0")
-    from agegate.api_keys import service as keys
-
-    with other.app_context(), db.new_session() as s:
-        _, key = keys.create_key(s, name="signup-deaf", scopes=["age-checks:write"], actor="test")
-        s.commit()
-    client = other.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-    assert outcome(client.post("/v1/age-checks", json={"age": 30, "session_id": "deaf"}))[0] == (
-        "allowed"
-    )
+    """It hears no message and never knows every lockout, so each check looks its session up."""
+    client = fresh_client(app_factory, "signup-deaf", redis_url="redis://127.0.0.1:9/0")
+    assert not client.application.extensions["agegate.lockouts"].complete
+    body = {"age": 30, "session_id": "deaf"}
+    assert outcome(client.post("/v1/age-checks", json=body))[0] == "allowed"
     assert outcome(signup(age=9, session_id="deaf"))[0] == "denied"
-    limit = time.monotonic() + 3.0
-    while time.monotonic() < limit:
-        answer = client.post("/v1/age-checks", json={"age": 30, "session_id": "deaf"})
-        if outcome(answer)[1] == "prior_underage_declaration":
-            break
-        time.sleep(0.05)
-    assert outcome(answer) == ("denied", "prior_underage_declaration")
+    assert outcome(client.post("/v1/age-checks", json=body)) == (
+        "denied",
+        "prior_underage_declaration",
+    )
 
 
 def test_the_lockout_poll_reads_the_partial_index_of_denials(app: Flask) -> None:
@@ -436,6 +417,52 @@ def test_the_lockout_poll_reads_the_partial_index_of_denials(app: Flask) -> None
                 for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ("2026-01-01",))
             ]
     assert any("ix_age_checks_denied_checked_at" in line for line in plan), plan
+
+
+def test_a_check_that_cannot_verify_the_lockout_fails_closed(
+    app: Flask, app_factory: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process without a subscription whose database does not answer either: a 503 with
+    Retry-After for a check that names a session, never an allow; a check without one is
+    answered (it has no lockout to verify)."""
+    seed_table(app)
+    client = fresh_client(app_factory, "signup-blind", redis_url="redis://127.0.0.1:9/0")
+    lockouts = client.application.extensions["agegate.lockouts"]
+    url = client.application.extensions["agegate.engine"].url
+    if url.get_backend_name() == "sqlite":
+        down = make_engine("sqlite:////nonexistent-dir.invalid/agegate.db", 1)
+    else:
+        down = make_engine(url.set(port=9).render_as_string(hide_password=False), 1)
+    monkeypatch.setattr(lockouts, "_engine", down)
+    blind = client.post("/v1/age-checks", json={"age": 30, "session_id": "unknowable"})
+    assert blind.status_code == 503
+    assert blind.get_json()["code"] == "dependency_unavailable" and blind.headers["Retry-After"]
+    anonymous = client.post("/v1/age-checks", json={"age": 30})
+    assert outcome(anonymous) == ("allowed", "meets_minimum_age")
+
+
+@pytest.mark.parametrize(
+    ("session_hash", "account_id", "index"),
+    [
+        ("ab" * 32, None, "ix_age_checks_denied_session_hash"),
+        (None, "acct-1", "ix_age_checks_account_checked_at"),
+    ],
+)
+def test_a_check_that_asks_the_database_reads_an_index(
+    app: Flask, session_hash: str | None, account_id: str | None, index: str
+) -> None:
+    """Until a process knows every lockout, each check asks for its session's and account's
+    denials: an index lookup, never a pass over the window's denials."""
+    engine = app.extensions["agegate.engine"]
+    query = last_denial(session_hash, account_id, datetime(2026, 1, 1, tzinfo=UTC))
+    sql = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SET enable_seqscan = off"))
+            plan = conn.exec_driver_sql("EXPLAIN " + sql).scalars().all()
+        else:
+            plan = [str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    assert any(index in line for line in plan), plan
 
 
 def test_what_is_stored_per_check(app: Flask, signup: Callable[..., Any]) -> None:
