@@ -42,7 +42,7 @@ def _write_openapi_document() -> None:
         try:
             document = app.test_client().get("/openapi.json").get_json()
         finally:
-            app.extensions["agegate.check_recorder"].flush()
+            app.extensions["agegate.check_recorder"].close()
             app.extensions["agegate.store"].close()
             app.extensions["agegate.engine"].dispose()
     # The renderer takes numeric statuses only. Every operation lists each status it returns,

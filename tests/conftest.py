@@ -143,7 +143,7 @@ def app_factory(settings_overrides: dict[str, Any]) -> Iterator[Callable[..., Fl
 
     yield make
     for application in made:
-        application.extensions["agegate.check_recorder"].flush()  # before the database goes
+        application.extensions["agegate.check_recorder"].close()  # before the database goes
         for target in application.extensions["agegate.targets"]:
             getattr(target, "close", lambda: None)()
         application.extensions["agegate.store"].close()

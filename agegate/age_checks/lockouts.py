@@ -4,9 +4,10 @@ The promise: once a denial's answer has gone, every later check for that session
 in any process (one started a moment later included), is denied until the window ends, as
 long as the database or the store (Redis) is up. How it is kept:
 
-- A denial is answered only after its record is committed (or, while the database refuses
-  it, after its lockout is put in the store) and after its message is out: the store has
-  queued it to every subscribed process before the answer leaves (views.py).
+- A denial is answered only after its record is committed and, in one round trip, its
+  lockout is kept in the store for the window and its message is out: the store has queued
+  it to every subscribed process before the answer leaves (views.py). While the database
+  refuses the record, the store's copy holds the lockout alone.
 - A process knows the lockouts completely once its subscription is confirmed and, after
   that, the whole window has been loaded from the database and the store: whatever was
   denied before the subscription is in what it loaded, whatever after arrives as a message.
@@ -35,7 +36,7 @@ from agegate.db import SQLITE_BEGIN, utcnow
 from agegate.store import Inbox, Store
 
 CHANNEL = "lockouts"
-STORE_PREFIX = "lockout:"  # lockouts held in the store while the database refuses their record
+STORE_PREFIX = "lockout:"  # each denial's lockout, kept in the store for the window
 POLL_SECONDS = 1.0
 POLL_OVERLAP = timedelta(seconds=1)  # denials are committed before their answer: a poll re-reads
 PRUNE_SECONDS = 60.0
@@ -126,23 +127,27 @@ class Lockouts:
             return self._held(keys, now)
         return self._held(keys, now) or self._look_up(session_hash, account_id, keys, now)
 
-    def record_denial(self, session_hash: str | None, account_id: str | None, at: datetime) -> None:
-        """Called once a denial is durable: lock here at once and tell the other processes."""
-        until = (at + self.window).timestamp()
-        keys = self._keys(session_hash, account_id)
-        self._add([(key, until) for key in keys])
-        try:
-            for key in keys:
-                self._store.publish(CHANNEL, f"{key} {until}")
-        except Exception as exc:  # the others' database poll brings it within a second
-            log.warning("lockouts: could not publish a denial (%s)", type(exc).__name__)
-
-    def hold_in_store(self, session_hash: str | None, account_id: str | None, at: datetime) -> None:
-        """Keep a denial's lockout in the store until its refused record can be written."""
+    def record_denial(
+        self, session_hash: str | None, account_id: str | None, at: datetime, *, written: bool
+    ) -> None:
+        """Called before a denial is answered: lock here, keep the lockout in the store for the
+        window, and tell the other processes. When its record was `written`, the store only
+        backs the database up, and a store that fails is logged; when it was not, the store
+        is all that keeps the lockout, and its failure is raised (the check becomes a 503)."""
         until = at + self.window
+        keys = self._keys(session_hash, account_id)
+        self._add([(key, until.timestamp()) for key in keys])
         ttl = max(1, int((until - utcnow()).total_seconds()) + 1)
-        for key in self._keys(session_hash, account_id):
-            self._store.put(STORE_PREFIX + key, str(until.timestamp()), ttl)
+        held = {STORE_PREFIX + key: (str(until.timestamp()), ttl) for key in keys}
+        messages = [f"{key} {until.timestamp()}" for key in keys]
+        try:
+            self._store.put_and_publish(held, CHANNEL, messages)
+        except Exception as exc:
+            if not written:
+                raise
+            # The record is committed: processes that ask the database find it, and the
+            # others' poll brings it within a second.
+            log.warning("lockouts: could not publish a denial (%s)", type(exc).__name__)
 
     def _held(self, keys: list[str], now: datetime) -> bool:
         instant = now.timestamp()

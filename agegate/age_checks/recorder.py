@@ -24,7 +24,9 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
+import psycopg
 from sqlalchemy import Connection, Dialect, Engine, insert
+from sqlalchemy.exc import DBAPIError
 
 from agegate.age_checks.models import AgeCheck
 
@@ -39,17 +41,25 @@ log = logging.getLogger(__name__)
 Row = str | dict[str, Any]
 
 
+class RecordRefused(Exception):
+    """The database did not take a record that had to be written at once."""
+
+
 class CheckRecorder:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         # Each value's processing, as SQLAlchemy would do it for an INSERT, made once.
         self._processors = _processors(engine.dialect)
         self._copies = engine.dialect.name == "postgresql"
+        # A denial's INSERT as SQLAlchemy writes it for this database (named parameters).
+        self._insert = str(insert(AgeCheck).compile(dialect=engine.dialect))
         self._queue: queue.SimpleQueue[Row] = queue.SimpleQueue()
         self._pending: list[Row] = []
         self._flush_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._owner_pid: int | None = None
+        self._direct: Any = None  # a psycopg connection in autocommit, for denials
+        self._direct_lock = threading.Lock()
 
     def record(self, values: dict[str, Any]) -> None:
         """Queue one check's row (the columns of AgeCheck)."""
@@ -58,9 +68,52 @@ class CheckRecorder:
         self._enqueue(values)
 
     def write_now(self, values: dict[str, Any]) -> None:
-        """Insert one check's row at once, in a transaction of its own; raises if refused."""
-        with self._engine.begin() as conn:
-            conn.execute(insert(AgeCheck), [values])
+        """Insert one check's row at once, committed; raises RecordRefused if it is not."""
+        try:
+            if self._copies:
+                self._insert_directly(values)
+            else:
+                with self._engine.begin() as conn:
+                    conn.execute(insert(AgeCheck), [values])
+        except (DBAPIError, psycopg.Error) as exc:  # what the database says, not a bug of ours
+            raise RecordRefused(type(exc).__name__) from exc
+
+    def close(self) -> None:
+        """Write what is queued and close the recorder's own connection (tests, shutdown)."""
+        self.flush()
+        with self._direct_lock:
+            if self._direct is not None:
+                self._direct.close()
+                self._direct = None
+
+    def _insert_directly(self, values: dict[str, Any]) -> None:
+        """On PostgreSQL: one prepared INSERT in autocommit, on a connection of the recorder's
+        own. Through the pool and a transaction it cost a denial about three times the CPU,
+        and three round trips instead of one."""
+        params = {
+            name: values[name] if p is None else p(values[name]) for name, p in self._processors
+        }
+        with self._direct_lock:
+            for attempt in (1, 2):  # a connection the server dropped while idle: once more
+                if self._direct is None:
+                    raw = self._engine.raw_connection()
+                    direct: Any = raw.driver_connection
+                    raw.detach()  # ours for good, outside the pool's count and resets
+                    direct.autocommit = True
+                    # Visible to every session once committed; made durable by the WAL writer
+                    # within a fraction of a second instead of before the answer, which halves
+                    # the wait. The store keeps the same lockout for the window meanwhile
+                    # (lockouts.record_denial), against a crash of PostgreSQL in between.
+                    direct.execute("SET synchronous_commit = off")
+                    self._direct = direct
+                try:
+                    self._direct.execute(self._insert, params, prepare=True)
+                    return
+                except psycopg.Error:
+                    self._direct.close()
+                    self._direct = None
+                    if attempt == 2:
+                        raise
 
     def _enqueue(self, values: dict[str, Any]) -> None:
         # On PostgreSQL the row is put in COPY's form here, by the request that made it: done

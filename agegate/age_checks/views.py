@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from flask import Response, current_app
 from flask_smorest import Blueprint
-from sqlalchemy.exc import DBAPIError
 
 from agegate import metrics
 from agegate.age_checks import service
 from agegate.age_checks.lockouts import Lockouts
-from agegate.age_checks.recorder import CheckRecorder
+from agegate.age_checks.recorder import CheckRecorder, RecordRefused
 from agegate.age_checks.schemas import AgeCheckArgs, AgeCheckSchema
 from agegate.api import json_response, load_json_body
 from agegate.api_keys.auth import current_principal, requires
@@ -64,16 +63,19 @@ def check() -> Response:
     if decision.denied and account_id:
         session = db.session
         service.record_flagged_denial(session, decision, actor=current_principal().actor, now=now)
-        call_after_commit(session, lambda: lockouts.record_denial(session_hash, account_id, now))
+        call_after_commit(
+            session, lambda: lockouts.record_denial(session_hash, account_id, now, written=True)
+        )
     elif decision.denied:
         try:
             recorder.write_now(decision.values)
-        except DBAPIError:
-            # The database refuses it: the lockout waits in the store (Redis) beside its
-            # queued record; if the store refuses too, the answer is a 503.
+            written = True
+        except RecordRefused:
+            # The database refuses it: the record waits in the queue and the lockout in the
+            # store (Redis); if the store refuses too, the answer is a 503.
             recorder.record(decision.values)
-            lockouts.hold_in_store(session_hash, account_id, now)
-        lockouts.record_denial(session_hash, account_id, now)
+            written = False
+        lockouts.record_denial(session_hash, account_id, now, written=written)
     else:
         recorder.record(decision.values)
     values = decision.values

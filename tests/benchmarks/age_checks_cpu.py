@@ -215,7 +215,7 @@ def make_app(database_url: str) -> Flask:
 
 
 def close(app: Flask) -> None:
-    app.extensions["agegate.check_recorder"].flush()
+    app.extensions["agegate.check_recorder"].close()
     app.extensions["agegate.store"].close()
     app.extensions["agegate.engine"].dispose()
 

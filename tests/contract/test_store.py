@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from agegate.extensions import store as store_holder
-from agegate.store import SUBSCRIBER, RedisInbox, RedisStore, SQLStore, Store
+from agegate.store import PUBLISHER, SUBSCRIBER, RedisInbox, RedisStore, SQLStore, Store
 
 
 def _kinds() -> list[str]:
@@ -87,6 +87,19 @@ def test_published_messages_reach_listeners_or_the_store_says_it_cannot_push(
         time.sleep(0.01)
     assert received == ["hello"]
 
+    # Redis drops the publishing connection (an idle timeout, a restart): the next publish
+    # notices, sends again on a new connection, and is not lost.
+    assert isinstance(store, RedisStore) and store._publisher is not None
+    host, port = store._publisher._sock.getsockname()[:2]  # type: ignore[attr-defined]
+    names = {client["addr"]: client["name"] for client in store.client.client_list()}
+    assert names[f"{host}:{port}"] == PUBLISHER
+    assert store.client.client_kill_filter(addr=f"{host}:{port}") == 1
+    store.publish("test-channel", "again")
+    deadline = time.monotonic() + 5
+    while len(received) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert received == ["hello", "again"]
+
 
 def test_subscribed_messages_wait_to_be_drained_or_the_store_says_it_cannot_push(
     store: Store, kind: str
@@ -135,6 +148,29 @@ def test_subscribed_messages_wait_to_be_drained_or_the_store_says_it_cannot_push
     store.close()  # returns once the subscribing thread has ended
     assert not inbox._thread.is_alive(), "the subscribing thread outlived its store"
     assert inbox.drain() == []
+
+
+def test_put_and_publish_keeps_every_entry_and_tells_every_subscriber(
+    store: Store, kind: str
+) -> None:
+    import threading
+
+    subscribed = threading.Event()
+    inbox = store.subscribe("test-both", subscribed.set)
+    assert (inbox is not None) == (kind == "redis")
+    if inbox is not None:
+        assert subscribed.wait(5)
+    store.put_and_publish({"both:1": ("one", 60), "both:2": ("two", 1)}, "test-both", ["m1", "m2"])
+    assert store.get_many(["both:1", "both:2"]) == ["one", "two"]
+    if inbox is not None:
+        got: list[str] = []
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += inbox.drain()
+            time.sleep(0.01)
+        assert got == ["m1", "m2"]
+    time.sleep(1.2)
+    assert store.get_many(["both:1", "both:2"]) == ["one", None]  # each entry its own expiry
 
 
 def test_scan_finds_the_live_keys_of_a_prefix_only(store: Store) -> None:

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -86,3 +87,46 @@ def test_a_batch_is_stored_column_for_column(app: Flask) -> None:
             for check in s.scalars(select(AgeCheck))
         }
     assert stored == {values["id"]: values for values in queued}
+
+
+def test_a_row_written_at_once_is_committed_when_it_returns(app: Flask) -> None:
+    recorder = CheckRecorder(app.extensions["agegate.engine"])
+    try:
+        recorder.write_now(row())
+        assert count(app) == 1  # another connection sees it, with nothing queued
+        assert recorder.flush() == 0
+    finally:
+        recorder.close()
+
+
+def test_a_row_written_at_once_survives_a_connection_the_server_dropped(app: Flask) -> None:
+    """On PostgreSQL the recorder keeps a connection of its own for these rows; when the
+    server has ended it (an idle timeout, a restart), the next row goes on a new one."""
+    engine = app.extensions["agegate.engine"]
+    recorder = CheckRecorder(engine)
+    try:
+        recorder.write_now(row())
+        if engine.dialect.name == "postgresql":
+            own = recorder._direct.info.backend_pid
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(own)})")
+        recorder.write_now(row())
+        assert count(app) == 2
+    finally:
+        recorder.close()
+
+
+def test_a_refused_row_is_an_error_the_caller_sees(app: Flask) -> None:
+    url = app.extensions["agegate.engine"].url
+    if url.get_backend_name() == "sqlite":
+        down = make_engine("sqlite:////nonexistent-dir.invalid/agegate.db", 1)
+    else:
+        down = make_engine(url.set(port=9).render_as_string(hide_password=False), 1)
+    recorder = CheckRecorder(down)
+    try:
+        with pytest.raises(recorder_module.RecordRefused):
+            recorder.write_now(row())
+    finally:
+        recorder.close()
+        down.dispose()
+    assert count(app) == 0
