@@ -14,6 +14,7 @@ from tests.conftest import PG_ENV
 
 SERVER_DRILLS = [
     "test_lockout_fresh_processes.py",
+    "test_lockout_late_and_redis_stopped.py",
     "test_postgres_restart.py",
     "test_redis_faults.py",
 ]

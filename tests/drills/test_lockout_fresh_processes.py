@@ -11,13 +11,8 @@ database can tell the fresh process.
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +22,9 @@ from flask import Flask
 
 from tests.functional.test_age_checks import seed_table
 from tests.support.drills import report
-from tests.support.servers import PrivateRedis, free_port
-from tests.support.workers import ROOT, worker_env
+from tests.support.lockout_drills import CHILD, Server, post
+from tests.support.servers import PrivateRedis
+from tests.support.workers import worker_env
 
 ROUNDS = 20
 
@@ -41,57 +37,6 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
-
-
-def _post(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
-
-
-class Server:
-    """A gunicorn with the production config, its output (JSON lines) in a file."""
-
-    def __init__(self, env: dict[str, str], log: Path, workers: int, *options: str) -> None:
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}"
-        self.log = log
-        env = {**env, "AGEGATE_BIND": f"127.0.0.1:{port}", "AGEGATE_WEB_WORKERS": str(workers)}
-        gunicorn = Path(sys.executable).parent / "gunicorn"
-        command = [str(gunicorn), "--config", "config/gunicorn.conf.py", *options, "wsgi:app"]
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 60
-        while not self._ready():
-            assert time.monotonic() < deadline and self.process.poll() is None, "no gunicorn"
-            time.sleep(0.2)
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base}/readyz", timeout=5) as answer:
-                return bool(answer.status == 200)
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-    def check_pids(self) -> list[int]:
-        """The process of every age check answered, from the access log (once stopped: a
-        worker logs its request after the answer has gone)."""
-        entries = [json.loads(line) for line in self.log.read_text().splitlines()]
-        return [e["pid"] for e in entries if e.get("path") == "/v1/age-checks"]
 
 
 def test_drill_a_denial_binds_a_process_that_never_checked(
@@ -108,7 +53,6 @@ def test_drill_a_denial_binds_a_process_that_never_checked(
     env["TMPDIR"] = str(tmp_path)
     warm = Server(env, tmp_path / "a.log", 1)
     fresh = Server(env, tmp_path / "b.log", 3, "--max-requests", "1", "--max-requests-jitter", "0")
-    child = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 12 * 366 * 86400))
     let_through: list[str] = []
     after_ms: list[float] = []
     try:
@@ -116,14 +60,14 @@ def test_drill_a_denial_binds_a_process_that_never_checked(
         for variant in ("kept", "flushed"):
             for round_ in range(ROUNDS):
                 session = f"drill-{variant}-{round_}"
-                body = {"date_of_birth": child, "country": "DE", "session_id": session}
-                status, first = _post(f"{warm.base}/v1/age-checks", key, body)
+                body = {"date_of_birth": CHILD, "country": "DE", "session_id": session}
+                status, first = post(f"{warm.base}/v1/age-checks", key, body)
                 assert (status, first["outcome"]) == (200, "denied"), first
                 denied_at = time.monotonic()
                 if variant == "flushed":
                     redis_client.flushall()
                 body = {"date_of_birth": "1990-04-01", "country": "DE", "session_id": session}
-                status, retry = _post(f"{fresh.base}/v1/age-checks", key, body)
+                status, retry = post(f"{fresh.base}/v1/age-checks", key, body)
                 after_ms.append((time.monotonic() - denied_at) * 1000)
                 assert status == 200, retry
                 if retry["reason"] != "prior_underage_declaration":
