@@ -38,7 +38,9 @@ from agegate.store import Inbox, Store
 CHANNEL = "lockouts"
 STORE_PREFIX = "lockout:"  # each denial's lockout, kept in the store for the window
 POLL_SECONDS = 1.0
-POLL_OVERLAP = timedelta(seconds=1)  # denials are committed before their answer: a poll re-reads
+# Each poll reads back this far before the last one: a denial is committed moments after its
+# check (before its answer), so a poll finds what the one before it could not yet see.
+POLL_OVERLAP = timedelta(seconds=1)
 PRUNE_SECONDS = 60.0
 RELOAD_RETRY_SECONDS = 1.0
 log = logging.getLogger(__name__)
@@ -159,6 +161,8 @@ class Lockouts:
         """Ask the database (which must answer) and the store (if it can) about these keys."""
         with self._engine.connect() as conn:
             last = conn.execute(last_denial(session_hash, account_id, now - self.window)).scalar()
+        # Both keys are locked when either was denied: this check is denied then, and its own
+        # record binds the other key anyway.
         found = (
             []
             if last is None
