@@ -22,9 +22,8 @@ from flask import Flask
 
 from tests.functional.test_age_checks import seed_table
 from tests.support.drills import report
-from tests.support.lockout_drills import CHILD, Server, post
+from tests.support.lockout_drills import CHILD, Server, post, server_env
 from tests.support.servers import PrivateRedis
-from tests.support.workers import worker_env
 
 ROUNDS = 20
 
@@ -48,9 +47,7 @@ def test_drill_a_denial_binds_a_process_that_never_checked(
 ) -> None:
     seed_table(app)
     key = make_key("age-checks:write")["Authorization"].removeprefix("Bearer ")
-    env = worker_env(settings_overrides, {"redis_url": private_redis.url})
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env["TMPDIR"] = str(tmp_path)
+    env = server_env(settings_overrides, private_redis.url, tmp_path)
     warm = Server(env, tmp_path / "a.log", 1)
     fresh = Server(env, tmp_path / "b.log", 3, "--max-requests", "1", "--max-requests-jitter", "0")
     let_through: list[str] = []

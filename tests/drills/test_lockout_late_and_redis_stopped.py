@@ -23,9 +23,8 @@ from flask import Flask
 
 from tests.functional.test_age_checks import seed_table
 from tests.support.drills import report
-from tests.support.lockout_drills import Server, deny_then_retry, warm
+from tests.support.lockout_drills import Server, deny_then_retry, server_env, warm
 from tests.support.servers import PrivateRedis
-from tests.support.workers import worker_env
 
 LATE_ROUNDS = 10
 LATE_SECONDS = 2.0
@@ -42,9 +41,7 @@ def test_drill_lockout_with_redis_stopped_and_late_records(
     key = make_key("age-checks:write")["Authorization"].removeprefix("Bearer ")
     redis_server = PrivateRedis(tmp_path)
     redis_server.start()
-    env = worker_env(settings_overrides, {"redis_url": redis_server.url})
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env["TMPDIR"] = str(tmp_path)
+    env = server_env(settings_overrides, redis_server.url, tmp_path)
     database = settings_overrides["database_url"].replace("+psycopg", "")
     let_through: list[str] = []
     late_ms: list[float] = []

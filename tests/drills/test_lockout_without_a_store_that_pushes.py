@@ -18,8 +18,7 @@ from flask import Flask
 
 from tests.functional.test_age_checks import seed_table
 from tests.support.drills import report
-from tests.support.lockout_drills import Server, deny_then_retry, warm
-from tests.support.workers import worker_env
+from tests.support.lockout_drills import Server, deny_then_retry, server_env, warm
 
 ROUNDS = 20
 
@@ -32,9 +31,7 @@ def test_drill_lockout_between_two_processes_without_redis(
 ) -> None:
     seed_table(app)
     key = make_key("age-checks:write")["Authorization"].removeprefix("Bearer ")
-    env = worker_env(settings_overrides, {"redis_url": ""})
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env["TMPDIR"] = str(tmp_path)
+    env = server_env(settings_overrides, "", tmp_path)
     let_through: list[str] = []
     retry_ms: list[float] = []
     servers: list[Server] = []

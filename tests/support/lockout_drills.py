@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.servers import free_port
-from tests.support.workers import ROOT
+from tests.support.workers import ROOT, worker_env
 
 # A birth date twelve years ago: a child in DE (16), whatever day the drill runs.
 CHILD = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 12 * 366 * 86400))
@@ -31,6 +31,15 @@ def post(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]
             return answer.status, json.load(answer)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
+
+
+def server_env(settings: dict[str, Any], redis_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a drill's gunicorn: the test's settings with this Redis (or none),
+    and a metrics directory of the server's own under the test's temp dir."""
+    env = worker_env(settings, {"redis_url": redis_url})
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["TMPDIR"] = str(tmp_path)
+    return env
 
 
 class Server:
