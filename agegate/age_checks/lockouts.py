@@ -56,7 +56,7 @@ def denials_since(since: datetime) -> Select[str | None, str | None, datetime]:
 def last_denial(
     session_hash: str | None, account_id: str | None, since: datetime
 ) -> Select[datetime | None]:
-    """When this session or account was last denied after since (each has a partial index)."""
+    """When this signup session or account was last denied after since (each has a partial index)."""
     who = []
     if session_hash:
         who.append(AgeCheck.session_hash == session_hash)
@@ -118,7 +118,7 @@ class Lockouts:
         return inbox is not None and inbox.connected and self._loaded_generation == inbox.generation
 
     def is_locked(self, session_hash: str | None, account_id: str | None, now: datetime) -> bool:
-        """Whether a denial for this session or account happened within the window."""
+        """Whether a denial for this signup session or account happened within the window."""
         keys = self._keys(session_hash, account_id)
         if not keys:
             return False
