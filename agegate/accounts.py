@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
-# docs/reference/contract.md; matched in full (\Z, not $, so that a trailing newline is refused).
-ACCOUNT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+# docs/reference/contract.md. Without anchors, for the purge targets' automata (targets/ids.py);
+# matched in full (\Z, not $, so that a trailing newline is refused).
+ACCOUNT_ID_REGEX = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
+ACCOUNT_ID_PATTERN = re.compile(ACCOUNT_ID_REGEX + r"\Z")
 ACCOUNT_ID_RULE = "1-128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit"
 
 

@@ -25,8 +25,9 @@ from agegate.flags.models import Confidence, Flag
 from agegate.remediation import service
 from agegate.remediation.models import Case, CaseState, CaseTarget, LegalHold, Receipt, StepState
 from agegate.remediation.receipts import ReceiptSigner
-from agegate.remediation.targets.base import PurgeContext, PurgeTarget, TargetError
+from agegate.remediation.targets.base import PurgeContext, PurgeTarget, TargetError, refusal
 from agegate.remediation.targets.http import HttpRequest, TargetPending, run_hook
+from agegate.remediation.targets.ids import AccountIdRefused
 
 ENGINE_ACTOR = "system:engine"
 # Every timeline event the engine records is also a log line; failures are louder.
@@ -154,19 +155,23 @@ def _start_purging(ctx: StepContext) -> None:
         if target.name in existing:  # a re-run of this step after a crash
             continue
         state = StepState.HELD if target.name in held else StepState.PURGING
-        found = target.count(case.account_id)
-        ctx.session.add(
-            CaseTarget(
-                case_id=case.id,
-                name=target.name,
-                kind=target.kind,
-                state=state,
-                found=found,
-                purged=0,
-                remaining=found,
-                attempts=0,
-            )
+        # A target that cannot tell this account's items apart purges nothing (it never
+        # guesses); the others go on, and the case fails once they are done.
+        refused = refusal(target, case.account_id)
+        found = 0 if refused else target.count(case.account_id)
+        step = CaseTarget(
+            case_id=case.id,
+            name=target.name,
+            kind=target.kind,
+            state=state,
+            found=found,
+            purged=0,
+            remaining=None if refused else found,
+            attempts=0,
         )
+        ctx.session.add(step)
+        if refused and state is StepState.PURGING:  # a held one is refused once released
+            _refuse(ctx, step, refused)
     case.state = CaseState.PURGING
     _event(ctx, "case.purging", held=sorted(held))
     case.next_run_at = now
@@ -186,10 +191,15 @@ def _purge(ctx: StepContext) -> None:
             continue
         if not _purge_target(ctx, step, by_name[step.name]):
             return  # failed, backing off, or the lease was lost
-    pending = [s for s in _steps(ctx) if s.state is StepState.PURGING]
+    steps = _steps(ctx)
+    pending = [s for s in steps if s.state is StepState.PURGING]
     if pending:
         waits = [s.next_attempt_at for s in pending if s.next_attempt_at is not None]
         ctx.case.next_run_at = min(waits) if waits else ctx.now()
+        return
+    refused = [s for s in steps if s.state is StepState.FAILED]
+    if refused:  # the others are done; a target that refused the id leaves the case failed
+        _fail(ctx, refused[0].name, f"target {refused[0].name}: {refused[0].last_error}")
         return
     ctx.case.state = CaseState.VERIFYING
     _event(ctx, "case.verifying")
@@ -198,6 +208,16 @@ def _purge(ctx: StepContext) -> None:
 
 def _purge_target(ctx: StepContext, step: CaseTarget, target: PurgeTarget) -> bool:
     metrics.PURGE_ATTEMPTS.labels(step.name).inc()
+    if step.remaining is None:  # refused when the purge began, retried since: count it now
+        if reason := refusal(target, ctx.case.account_id):
+            _refuse(ctx, step, reason)
+            _fail(ctx, step.name, f"target {step.name}: {step.last_error}")
+            return False
+        try:
+            step.found = step.remaining = target.count(ctx.case.account_id)
+        except Exception as exc:
+            _attempt_failed(ctx, step, exc)
+            return False
     while True:
         context = PurgeContext(
             str(ctx.case.id), purged=step.purged, started_at=ctx.case.purge_after
@@ -206,6 +226,10 @@ def _purge_target(ctx: StepContext, step: CaseTarget, target: PurgeTarget) -> bo
             gone = target.purge_batch(ctx.case.account_id, ctx.config.batch_size, context)
         except TargetPending as pending:  # accepted and in progress: no attempt is used up
             step.next_attempt_at = ctx.now() + timedelta(seconds=pending.retry_after)
+            return False
+        except AccountIdRefused as exc:  # no attempt can change that: the case fails now
+            _refuse(ctx, step, str(exc))
+            _fail(ctx, step.name, f"target {step.name}: {step.last_error}")
             return False
         except Exception as exc:
             _attempt_failed(ctx, step, exc)
@@ -240,6 +264,17 @@ def _attempt_failed(ctx: StepContext, step: CaseTarget, exc: Exception) -> None:
         retry_in_seconds=round(delay, 1),
         error=step.last_error,
     )
+
+
+def _refuse(ctx: StepContext, step: CaseTarget, reason: str) -> None:
+    """The target will not purge this account id: its step fails at once, saying why."""
+    metrics.PURGE_FAILURES.labels(step.name, AccountIdRefused.__name__).inc()
+    step.state, step.next_attempt_at = StepState.FAILED, None
+    step.last_error = (
+        f"{AccountIdRefused.__name__}: {reason}; this target purged nothing of the account. "
+        "Purge its items there by hand or change the store's layout, then retry the case"
+    )[:500]
+    _event(ctx, "target.refused", target=step.name, error=step.last_error)
 
 
 def _fail(ctx: StepContext, target: str | None, error: str) -> None:

@@ -241,6 +241,8 @@ class RedisHarness:
             "kind": "redis",
             "url": "${PLATFORM_REDIS_URL}",
             "patterns": ["gen:history:{account_id}:*", "gen:avatar:{account_id}"],
+            # The ':' after the id ends it only for ids without ':' (test_exactness.py).
+            "account_id_pattern": "[A-Za-z0-9_-]+",
         }
 
     def seed(self, account_id: str) -> None:

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from agegate.remediation.engine import Worker
 from agegate.remediation.receipts import verify
 from agegate.remediation.setup import make_worker
 from agegate.remediation.targets.base import PurgeContext, TargetError, checked_account_id
+from agegate.remediation.targets.config import load_targets
 from tests.support.metrics import grown, sample
 
 
@@ -462,3 +464,60 @@ def test_receipts_signed_before_a_key_rotation_still_verify(
     assert len(published["keys"]) == 2
     assert rotated.extensions["agegate.signer"].kid != old_receipt["kid"]
     assert verify(old_receipt, published)
+
+
+def test_an_id_a_target_cannot_tell_apart_fails_its_step_and_the_rest_is_purged(
+    app_factory: Callable[..., Flask], ts: dict[str, str], tmp_path: Path
+) -> None:
+    """docs/purge-targets.md, "Exactness": a target never guesses whose items it would take."""
+    app = app_factory(purge_batch_size=5, retry_backoff_cap_seconds=1, max_attempts=3)
+    media = tmp_path / "media"
+    for account in ("acct.child", "acct"):
+        (media / "u" / account).mkdir(parents=True)
+        (media / "u" / account / "clip.mp4").write_bytes(account.encode())
+    targets_file = tmp_path / "targets.yaml"
+    targets_file.write_text(
+        "targets:\n"
+        f"  - {{name: media, kind: files, root: '{media}', paths: ['u/{{account_id}}/'],"
+        " account_id_pattern: '[a-z-]+'}\n"
+    )
+    (files,) = load_targets(targets_file, {}).targets
+    history = MemoryTarget("history", {"acct.child": {"gen-1", "gen-2"}, "acct": {"gen-1"}})
+    app.extensions["agegate.targets"] = (history, files)
+    worker, client = make_worker(app), app.test_client()
+    flagged = client.post(
+        "/v1/accounts/acct.child/flags",
+        json={"reason": "parental_request", "confidence": "confirmed"},
+        headers=ts,
+    )
+    case_id = flagged.get_json()["case"]["id"]
+
+    case = drive(worker, client, ts, case_id, {"failed"})
+
+    refused = "account id 'acct.child' does not match account_id_pattern '[a-z-]+'"
+    assert case["last_error"].startswith(f"target media: AccountIdRefused: {refused}")
+    steps = {t["name"]: t for t in case["targets"]}
+    assert steps["history"]["state"] == "done" and steps["history"]["purged"] == 2
+    assert steps["media"]["state"] == "failed" and steps["media"]["purged"] == 0
+    assert "purged nothing of the account" in steps["media"]["last_error"]
+    assert "target.refused" in [e["event"] for e in case["timeline"]]
+    assert history.count("acct.child") == 0 and history.count("acct") == 1
+    for account in ("acct.child", "acct"):  # nothing guessed: both directories as they were
+        assert (media / "u" / account / "clip.mp4").read_bytes() == account.encode()
+
+    assert client.post(f"/v1/cases/{case_id}/retry", headers=ts).status_code == 200
+    case = drive(worker, client, ts, case_id, {"failed"})
+    assert refused in case["last_error"]
+    assert (media / "u" / "acct.child" / "clip.mp4").exists()
+
+    # The layout fixed (here: ids with '.' are declared), a retry counts and purges it.
+    targets_file.write_text(targets_file.read_text().replace("[a-z-]+", "[a-z.-]+"))
+    (files,) = load_targets(targets_file, {}).targets
+    app.extensions["agegate.targets"] = (history, files)
+    assert client.post(f"/v1/cases/{case_id}/retry", headers=ts).status_code == 200
+    drive(make_worker(app), client, ts, case_id, {"completed"})
+    receipt = client.get(f"/v1/cases/{case_id}/receipt", headers=ts).get_json()["receipt"]
+    counts = {t["name"]: (t["found"], t["purged"]) for t in receipt["targets"]}
+    assert counts == {"history": (2, 2), "media": (1, 1)}
+    assert not (media / "u" / "acct.child").exists()
+    assert (media / "u" / "acct" / "clip.mp4").read_bytes() == b"acct"

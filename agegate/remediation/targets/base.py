@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from agegate.accounts import ACCOUNT_ID_RULE, is_valid_account_id
+from agegate.remediation.targets.ids import AccountIds
 
 
 class TargetError(Exception):
@@ -57,3 +58,11 @@ def checked_account_id(account_id: str) -> str:
     if not is_valid_account_id(account_id):
         raise ValueError(f"not an account id ({ACCOUNT_ID_RULE})")
     return account_id
+
+
+def refusal(target: PurgeTarget, account_id: str) -> str | None:
+    """Why `target` will not purge this valid account id, or None: an id outside its
+    `account_id_pattern`, or holding a delimiter its templates rely on. The kinds that match
+    templates in a store (`files`, `s3`, `redis`) keep that rule as `ids`."""
+    ids = getattr(target, "ids", None)
+    return ids.refusal(account_id) if isinstance(ids, AccountIds) else None

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
-from agegate.remediation.targets.base import TargetConfigError, checked_account_id
+from agegate.remediation.targets.base import TargetConfigError, checked_account_id, refusal
 from agegate.remediation.targets.config import Targets, load_targets
+from agegate.remediation.targets.ids import PATTERN_KEY
 
 TARGETS_FILE_ENV = "AGEGATE_TARGETS_FILE"
 
@@ -69,6 +70,14 @@ def preview_command(account_id: str) -> None:
     failed = False
     try:
         for target in loaded.targets:
+            if reason := refusal(target, account_id):
+                failed = True
+                click.echo(
+                    f"{target.name} {target.kind} REFUSED: {reason}; a purge would take nothing "
+                    f"here and fail the case (fix: a key layout or an {PATTERN_KEY} that tells "
+                    "this id apart)"
+                )
+                continue
             try:
                 found = target.count(account_id)
             except Exception as exc:  # report every target, as `check` does

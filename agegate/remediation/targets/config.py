@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from agegate.remediation.targets.base import PurgeTarget, TargetConfigError
+from agegate.remediation.targets.ids import ANY_ACCOUNT, PATTERN_KEY, AccountIds, IdPattern
 
 Factory = Callable[[dict[str, Any], str], PurgeTarget]
 
@@ -154,6 +155,21 @@ class Fields:
             self.problem(f"{key}: every entry must be a non-empty string")
             return []
         return values
+
+    def account_ids(self) -> AccountIds | None:
+        """The ids the target accepts (its optional `account_id_pattern`); None if it is wrong,
+        so that the templates' checks do not add a second message about the same line."""
+        text = self.data.get(PATTERN_KEY)
+        if text is None:
+            return ANY_ACCOUNT
+        if not isinstance(text, str) or not text:
+            self.problem(f"{PATTERN_KEY}: expected a non-empty string (a regular expression)")
+            return None
+        try:
+            return AccountIds(IdPattern.parse(text))
+        except ValueError as exc:
+            self.problem(f"{PATTERN_KEY}: {exc}")
+            return None
 
     def raise_problems(self) -> None:
         if self.problems:

@@ -23,12 +23,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from agegate.remediation.targets.base import (
-    PurgeContext,
-    TargetError,
-    checked_account_id,
-)
+from agegate.remediation.targets.base import PurgeContext, TargetError
 from agegate.remediation.targets.config import COMMON_KEYS, Fields, account_template_problem
+from agegate.remediation.targets.ids import PATTERN_KEY, AccountIds
 
 _GLOB_CHARS = "*?["
 _ACCOUNT = "{account_id}"
@@ -64,14 +61,17 @@ class PathTemplate:
 class FilesTarget:
     kind = "files"
 
-    def __init__(self, name: str, root: Path, templates: list[PathTemplate]) -> None:
+    def __init__(
+        self, name: str, root: Path, templates: list[PathTemplate], ids: AccountIds
+    ) -> None:
         self.name = name
         self.root = Path(os.path.realpath(root))
         self.templates = templates
+        self.ids = ids
 
     @classmethod
     def from_config(cls, config: dict[str, Any], location: str) -> FilesTarget:
-        fields = Fields(config, location, (*COMMON_KEYS, "root", "paths"))
+        fields = Fields(config, location, (*COMMON_KEYS, "root", "paths", PATTERN_KEY))
         root = fields.string("root")
         if root and not Path(root).is_absolute():
             fields.problem(f"root: {root!r} must be an absolute path")
@@ -83,8 +83,12 @@ class FilesTarget:
                 templates.append(PathTemplate.parse(text))
             except ValueError as exc:
                 fields.problem(f"paths[{index}]: {exc}")
+        # Paths are matched a whole part at a time, and the account's part literally: an id
+        # holds no `/`, so no template needs a delimiter; a pattern may still narrow the ids.
+        ids = fields.account_ids()
         fields.raise_problems()
-        return cls(config["name"], Path(root), templates)
+        assert ids is not None  # a wrong pattern is a problem, raised above
+        return cls(config["name"], Path(root), templates, ids)
 
     def check(self) -> None:
         if not self.root.is_dir():
@@ -93,11 +97,11 @@ class FilesTarget:
             raise TargetError(f"{self.name}: root {str(self.root)!r} is not writable")
 
     def count(self, account_id: str) -> int:
-        checked_account_id(account_id)
+        self.ids.checked(account_id)
         return sum(1 for _ in self._items(account_id))
 
     def purge_batch(self, account_id: str, limit: int, context: PurgeContext) -> int:
-        checked_account_id(account_id)
+        self.ids.checked(account_id)
         removed, checked = 0, set()
         for path in list(islice(self._items(account_id), limit)):
             if path.parent not in checked:  # one realpath per directory and batch, not per file

@@ -2,11 +2,14 @@
 
 The account id is glob-escaped before it enters a pattern. Ids are validated and hold no glob
 characters today, but escaping keeps the guarantee even if the id rule ever widens: an id
-can never broaden the match to other accounts' keys. A pattern must not put a wildcard right
-next to `{account_id}` (`gen:{account_id}*` would let `acct-1` match `acct-10`).
+can never broaden the match to other accounts' keys.
 
-Known limit: account ids may contain `:`, so with `gen:{account_id}:*` the keys of an
-account `a:b` also match the pattern of account `a`. Only the key layout can rule this out.
+A pattern with wildcards must say where the id ends (docs/purge-targets.md, "Exactness"):
+wildcards on one side of `{account_id}` only, and the literal text between it and them
+holding a delimiter, a character no accepted id contains. `gen:history:{account_id}:*`
+needs an `account_id_pattern` whose ids cannot contain `:`; `gen:{account_id}/*` needs
+nothing, no account id holding `/`. A wildcard right next to `{account_id}` is refused
+(`gen:{account_id}*` would let `acct-1` match `acct-10`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from agegate.remediation.targets.base import (
     PurgeContext,
     TargetConfigError,
     TargetError,
-    checked_account_id,
 )
 from agegate.remediation.targets.config import COMMON_KEYS, Fields, account_template_problem
+from agegate.remediation.targets.ids import PATTERN_KEY, AccountIds, delimiter
 
 SCAN_COUNT = 1000
 _ACCOUNT = "{account_id}"
@@ -35,24 +38,91 @@ def escape_glob(text: str) -> str:
     return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
 
 
-def pattern_problem(pattern: str) -> str | None:
+_WILD = object()  # `*`, `?` or a `[...]` class
+_ID = object()  # `{account_id}`
+
+
+def _tokens(pattern: str) -> list[object]:
+    """The pattern as `_ID`, `_WILD` or one literal character each (escapes resolved)."""
+    tokens: list[object] = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if pattern.startswith(_ACCOUNT, index):
+            tokens.append(_ID)
+            index += len(_ACCOUNT)
+        elif char == "\\" and index + 1 < len(pattern):
+            tokens.append(pattern[index + 1])
+            index += 2
+        elif char in "*?[":
+            tokens.append(_WILD)
+            end = pattern.find("]", index + 2) if char == "[" else index
+            index = len(pattern) if end < 0 else end + 1
+        else:
+            tokens.append(char)
+            index += 1
+    return tokens
+
+
+def pattern_check(pattern: str, ids: AccountIds | None) -> tuple[str | None, str | None]:
+    """(why `pattern` could reach another account's keys or None, the delimiter it relies on).
+
+    With `ids` None (the target's account_id_pattern is itself wrong) only the pattern's own
+    shape is checked.
+    """
     if problem := account_template_problem(pattern):
-        return problem
-    for piece in pattern.split(_ACCOUNT)[1:]:
-        if piece[:1] in ("*", "?", "["):
-            return f"{pattern!r}: a wildcard right after {_ACCOUNT} would match other accounts"
-    for piece in pattern.split(_ACCOUNT)[:-1]:
-        if piece[-1:] in ("*", "?", "]"):
-            return f"{pattern!r}: a wildcard right before {_ACCOUNT} would match other accounts"
-    return None
+        return problem, None
+    tokens = _tokens(pattern)
+    for index, token in enumerate(tokens):
+        if token is not _ID:
+            continue
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        if following is _WILD:
+            return (
+                f"{pattern!r}: a wildcard right after {_ACCOUNT} would match other accounts",
+                None,
+            )
+        if following is _ID:
+            return f"{pattern!r}: two {_ACCOUNT} side by side cannot be told apart", None
+        if index and tokens[index - 1] is _WILD:
+            return (
+                f"{pattern!r}: a wildcard right before {_ACCOUNT} would match other accounts",
+                None,
+            )
+    if _WILD not in tokens:  # it names exact keys: one per account
+        return None, None
+    first = tokens.index(_ID)
+    before, after = tokens[:first], tokens[first + 1 :]
+    if _WILD in before and _WILD in after:
+        return (
+            f"{pattern!r}: wildcards both before and after {_ACCOUNT} let an id match inside "
+            f"another account's keys; keep the text before {_ACCOUNT} literal"
+        ), None
+    if _WILD in before and tokens.count(_ID) > 1:
+        return (
+            f"{pattern!r}: with a wildcard before it, {_ACCOUNT} may appear only once; "
+            "keep the text before the first one literal"
+        ), None
+    wild_before = _WILD in before
+    # The literal run between the id and the wildcards, which must say where the id ends.
+    if wild_before:
+        run = before[len(before) - before[::-1].index(_WILD) :]
+    else:
+        run = after[: min(after.index(x) for x in (_WILD, _ID) if x in after)]
+    if ids is None:
+        return None, None
+    return delimiter(pattern, "".join(str(c) for c in run), ids.pattern, before=wild_before)
 
 
 class RedisTarget:
     kind = "redis"
 
-    def __init__(self, name: str, url: str, patterns: list[str], pool_size: int) -> None:
+    def __init__(
+        self, name: str, url: str, patterns: list[str], pool_size: int, ids: AccountIds
+    ) -> None:
         self.name = name
         self.patterns = patterns
+        self.ids = ids
         pool = redis.BlockingConnectionPool.from_url(
             url,
             max_connections=pool_size,
@@ -65,22 +135,31 @@ class RedisTarget:
 
     @classmethod
     def from_config(cls, config: dict[str, Any], location: str) -> RedisTarget:
-        fields = Fields(config, location, (*COMMON_KEYS, "url", "patterns", "pool_size"))
+        allowed = (*COMMON_KEYS, "url", "patterns", "pool_size", PATTERN_KEY)
+        fields = Fields(config, location, allowed)
         url = fields.string("url")
         if url and not url.startswith(("redis://", "rediss://", "unix://")):
             fields.problem("url: not a Redis URL (expected redis://host:port/db)")
         pool_size = fields.integer("pool_size", 2, 1, 32)
+        ids = fields.account_ids()
+        delimiters = []
         for index, pattern in enumerate(fields.strings("patterns")):
-            if problem := pattern_problem(pattern):
+            problem, delimiter = pattern_check(pattern, ids)
+            if problem:
                 fields.problem(f"patterns[{index}]: {problem}")
+            if delimiter:
+                delimiters.append(delimiter)
         fields.raise_problems()
+        assert ids is not None  # a wrong pattern is a problem, raised above
         try:
-            return cls(config["name"], url, list(config["patterns"]), pool_size)
+            return cls(
+                config["name"], url, list(config["patterns"]), pool_size, ids.relying_on(delimiters)
+            )
         except ValueError:  # never echo the URL: it may carry a password
             raise TargetConfigError(f"{location}: url: not a valid Redis URL") from None
 
     def _matches(self, account_id: str) -> list[str]:
-        escaped = escape_glob(checked_account_id(account_id))
+        escaped = escape_glob(self.ids.checked(account_id))
         return [p.replace(_ACCOUNT, escaped) for p in self.patterns]
 
     def _keys(self, account_id: str) -> Iterator[bytes]:

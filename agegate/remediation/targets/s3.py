@@ -29,9 +29,9 @@ from agegate.remediation.targets.base import (
     PurgeContext,
     TargetConfigError,
     TargetError,
-    checked_account_id,
 )
 from agegate.remediation.targets.config import COMMON_KEYS, Fields, account_template_problem
+from agegate.remediation.targets.ids import PATTERN_KEY, AccountIds
 
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call accepts
 _ACCOUNT = "{account_id}"
@@ -86,9 +86,16 @@ class S3Target:
     kind = "s3"
 
     def __init__(
-        self, name: str, bucket: str, prefixes: list[str], client: Any, endpoint: str
+        self,
+        name: str,
+        bucket: str,
+        prefixes: list[str],
+        client: Any,
+        endpoint: str,
+        ids: AccountIds,
     ) -> None:
         self.name = name
+        self.ids = ids
         self.bucket = bucket
         self.prefixes = prefixes
         self.client = client
@@ -96,7 +103,7 @@ class S3Target:
 
     @classmethod
     def from_config(cls, config: dict[str, Any], location: str) -> S3Target:
-        allowed = (*COMMON_KEYS, "bucket", "prefixes", "endpoint_url", "region")
+        allowed = (*COMMON_KEYS, "bucket", "prefixes", "endpoint_url", "region", PATTERN_KEY)
         fields = Fields(
             {k: v for k, v in config.items() if k not in _CREDENTIAL_KEYS}, location, allowed
         )
@@ -125,7 +132,11 @@ class S3Target:
             elif "@" in parts.netloc:
                 fields.problem("endpoint_url: carries credentials; they come from the environment")
         region = fields.string("region") if "region" in config else None
+        # A prefix's id is followed by `/`, which no id holds, or ends an exact key: no prefix
+        # needs a delimiter; a pattern may still narrow the ids.
+        ids = fields.account_ids()
         fields.raise_problems()
+        assert ids is not None  # a wrong pattern is a problem, raised above
         boto3 = _boto3()
         if boto3 is None:
             raise TargetConfigError(f"{location}: kind s3 needs boto3: pip install 'agegate[s3]'")
@@ -139,19 +150,19 @@ class S3Target:
                 connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
             ),
         )
-        return cls(config["name"], bucket, list(prefixes), client, endpoint or "")
+        return cls(config["name"], bucket, list(prefixes), client, endpoint or "", ids)
 
     def check(self) -> None:
         with self._errors():
             self.client.head_bucket(Bucket=self.bucket)
 
     def count(self, account_id: str) -> int:
-        checked_account_id(account_id)
+        self.ids.checked(account_id)
         with self._errors():
             return sum(1 for _ in self._versions(account_id))
 
     def purge_batch(self, account_id: str, limit: int, context: PurgeContext) -> int:
-        checked_account_id(account_id)
+        self.ids.checked(account_id)
         removed = 0
         with self._errors():
             found = list(islice(self._versions(account_id), limit))

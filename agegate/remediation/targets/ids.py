@@ -1,0 +1,163 @@
+"""Which account ids a purge target accepts, and whether its templates can tell them apart.
+
+A template such as `gen:history:{account_id}:*` relies on a *delimiter*, the `:` after the id:
+the items of account `a` are told from those of `a:b` only if no id can contain that `:`.
+Account ids may contain `. _ : -` (agegate.accounts), so a template whose delimiter is one
+of those is ambiguous unless the target declares `account_id_pattern`, a regular expression
+that the platform's ids for this store match in full and that cannot produce the delimiter.
+
+Whether it can is decided on the patterns' finite automata (interegular), not by trying
+examples: the answer holds for every id, and when it is "yes" the automaton gives the
+shortest offending id, which the refusal quotes. At purge time a target then accepts an id
+only if it is an account id, matches the pattern and holds none of the delimiters its
+templates rely on; the last test repeats the automaton's verdict with the id in hand, so
+that a difference between Python's regular expressions and the automaton's reading of the
+same text can never let an ambiguous id through.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import interegular
+from interegular.fsm import FSM
+
+from agegate.accounts import ACCOUNT_ID_REGEX, ACCOUNT_ID_RULE, is_valid_account_id
+
+PATTERN_KEY = "account_id_pattern"
+# The automaton library reads some lookarounds loosely: refused, so that what is checked at
+# start-up is what Python matches.
+_LOOKAROUNDS = ("(?=", "(?!", "(?<=", "(?<!")
+
+
+class AccountIdRefused(ValueError):
+    """A valid account id that this target will not purge: it cannot be told apart there."""
+
+
+@functools.cache
+def _fsm(regex: str) -> FSM:
+    return interegular.parse_pattern(regex).to_fsm()
+
+
+def _any_with(character: str) -> FSM:
+    return _fsm(f".*{re.escape(character)}.*")
+
+
+def _shortest(fsm: FSM) -> str | None:
+    for chars in fsm.strings():
+        return "".join(str(c) for c in chars)
+    return None
+
+
+@dataclass(frozen=True)
+class IdPattern:
+    """A target's `account_id_pattern`, read against the global account id rule."""
+
+    text: str
+    regex: re.Pattern[str]
+    ids: FSM  # the account ids the pattern accepts (pattern ∩ global rule)
+
+    @classmethod
+    def parse(cls, text: str) -> IdPattern:
+        """Raise ValueError saying what is wrong with `text` and how to write it."""
+        try:
+            regex = re.compile(text)
+        except re.error as exc:
+            raise ValueError(f"{text!r} is not a regular expression ({exc})") from None
+        try:
+            if any(look in text for look in _LOOKAROUNDS):
+                raise ValueError("lookarounds are not supported")
+            fsm = _fsm(text)
+        except Exception as exc:  # interegular's Unsupported, or a construct it cannot read
+            raise ValueError(
+                f"{text!r}: {exc}; write a plain regular expression (character classes, groups, "
+                "alternation, repetition) without anchors, lookarounds or back-references: "
+                "it is matched in full"
+            ) from None
+        ids = fsm & _fsm(ACCOUNT_ID_REGEX)
+        if ids.empty():
+            raise ValueError(f"{text!r} accepts no account id ({ACCOUNT_ID_RULE})")
+        if ids.equivalent(_fsm(ACCOUNT_ID_REGEX)):
+            raise ValueError(
+                f"{text!r} accepts every account id, so it narrows nothing: write the shape of "
+                "this platform's ids, or remove it"
+            )
+        return cls(text, regex, ids)
+
+    def example_with(self, character: str) -> str | None:
+        """The shortest id this pattern accepts that contains `character`, or None."""
+        return _shortest(self.ids & _any_with(character))
+
+
+def global_example_with(character: str) -> str | None:
+    """The shortest account id (global rule) that contains `character`, or None."""
+    return _shortest(_fsm(ACCOUNT_ID_REGEX) & _any_with(character))
+
+
+def delimiter(
+    template: str, run: str, pattern: IdPattern | None, before: bool = False
+) -> tuple[str | None, str | None]:
+    """(why `template` is ambiguous or None, the delimiter it relies on).
+
+    `run` is the literal text between `{account_id}` and the nearest wildcard on the side
+    where the wildcards are (`before`: they precede the id). An id is told apart from a
+    longer one exactly when the run holds a character no accepted id contains: a longer id
+    would have to contain the run's first characters, up to that one (docs/purge-targets.md
+    has the proof). That character is the delimiter.
+    """
+    for char in run:
+        if (global_example_with(char) if pattern is None else pattern.example_with(char)) is None:
+            return None, char
+    if pattern is None:
+        joint = run[-1] if before else run[0]
+        short, longer = ("b", f"a{joint}b") if before else ("a", f"a{joint}b")
+        return (
+            f"{template!r} is ambiguous: account ids may contain {run!r}, so a purge of "
+            f"{short!r} would also reach the items of {longer!r}; declare {PATTERN_KEY} (a "
+            f"regular expression for this platform's ids, which cannot contain {joint!r}) or "
+            f"put a character no account id contains next to {{account_id}}"
+        ), None
+    joint = run[-1] if before else run[0]
+    example = pattern.example_with(joint)
+    return (
+        f"{template!r} is ambiguous: {PATTERN_KEY} {pattern.text!r} accepts ids that may "
+        f"contain {run!r}, the text next to {{account_id}} (such as {example!r}); narrow the "
+        f"pattern so that its ids cannot contain {joint!r}"
+    ), None
+
+
+@dataclass(frozen=True)
+class AccountIds:
+    """What a target accepts: account ids, in its pattern if any, without its delimiters."""
+
+    pattern: IdPattern | None = None
+    delimiters: frozenset[str] = frozenset()
+
+    def relying_on(self, delimiters: Iterable[str]) -> AccountIds:
+        return AccountIds(self.pattern, self.delimiters | frozenset(delimiters))
+
+    def refusal(self, account_id: str) -> str | None:
+        """Why this (valid) account id is refused here, or None."""
+        if self.pattern is not None and self.pattern.regex.fullmatch(account_id) is None:
+            return f"account id {account_id!r} does not match {PATTERN_KEY} {self.pattern.text!r}"
+        held = sorted(c for c in self.delimiters if c in account_id)
+        if held:
+            return (
+                f"account id {account_id!r} contains {held[0]!r}, which this target's templates "
+                "use to tell accounts apart"
+            )
+        return None
+
+    def checked(self, account_id: str) -> str:
+        """Every kind calls this before an account id reaches a query, a path or a pattern."""
+        if not is_valid_account_id(account_id):
+            raise ValueError(f"not an account id ({ACCOUNT_ID_RULE})")
+        if reason := self.refusal(account_id):
+            raise AccountIdRefused(reason)
+        return account_id
+
+
+ANY_ACCOUNT = AccountIds()

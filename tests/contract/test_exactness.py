@@ -1,0 +1,358 @@
+"""The hostile platform: configurations that could let one account's purge reach another's data.
+
+Each configuration that cannot be exact is refused when the targets are loaded, with the
+message a user sees; each that is accepted is run against a real store full of neighbours
+whose ids look alike (`a`, `a:b`, `a.b`, `ab`, ...), and every item that is not the purged
+account's is compared byte for byte, the whole store at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from agegate.remediation.targets.base import PurgeContext, PurgeTarget, TargetConfigError, refusal
+from agegate.remediation.targets.commands import targets as targets_cli
+from agegate.remediation.targets.config import Targets
+from agegate.remediation.targets.ids import AccountIdRefused
+from tests.contract.conftest import REDIS_ENV
+
+CTX = PurgeContext(case_id="case-exactness")
+# Ids a careless layout confuses with `a`: extensions by each separator ids may hold, a
+# prefix match, a case variant, and names that look like the layout's own parts.
+NEIGHBOURS = ["a:b", "a.b", "a-b", "a_b", "ab", "A", "b", "a:b:c", "a.png", "b:a"]
+NO_COLON = "[A-Za-z0-9._-]+"
+
+
+def _problems(load: Callable[..., Targets], entry: dict[str, Any]) -> list[str]:
+    with pytest.raises(TargetConfigError) as caught:
+        load([entry], {})
+    return [line for line in str(caught.value).splitlines() if line.startswith("  - ")]
+
+
+def _redis(patterns: list[str], **extra: Any) -> dict[str, Any]:
+    return {"name": "history", "kind": "redis", "url": "redis://127.0.0.1:1/0", "patterns": patterns, **extra}  # fmt: skip
+
+
+# --- refused when loaded --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "short", "longer"),
+    [
+        ("gen:history:{account_id}:*", "a", "a:b"),
+        ("gen:{account_id}.*", "a", "a.b"),
+        ("gen:{account_id}-v2:*", "a", "a-b"),
+        ("*:{account_id}", "b", "a:b"),
+    ],
+)
+def test_an_ambiguous_redis_pattern_is_refused_with_its_fix(
+    load: Callable[..., Targets], pattern: str, short: str, longer: str
+) -> None:
+    (line,) = _problems(load, _redis([pattern]))
+    assert line.startswith("  - targets.yaml: targets[0] (history): patterns[0]: ")
+    assert f"{pattern!r} is ambiguous" in line
+    assert f"a purge of {short!r} would also reach the items of {longer!r}" in line
+    assert "declare account_id_pattern" in line
+
+
+def test_a_pattern_whose_ids_can_hold_the_delimiter_is_refused_with_an_example(
+    load: Callable[..., Targets],
+) -> None:
+    entry = _redis(["gen:history:{account_id}:*"], account_id_pattern="[a-z0-9:]+")
+    (line,) = _problems(load, entry)
+    assert "account_id_pattern '[a-z0-9:]+' accepts ids that may contain ':'" in line
+    assert "(such as '0:')" in line
+    assert "narrow the pattern so that its ids cannot contain ':'" in line
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("*:{account_id}:*", "wildcards both before and after {account_id}"),
+        ("gen:{account_id}*", "a wildcard right after {account_id}"),
+        ("gen*{account_id}:x", "a wildcard right before {account_id}"),
+        ("gen:{account_id}{account_id}:*", "two {account_id} side by side"),
+        ("*/{account_id}/{account_id}", "may appear only once"),
+    ],
+)
+def test_redis_patterns_that_no_id_rule_can_fix_are_refused(
+    load: Callable[..., Targets], pattern: str, message: str
+) -> None:
+    (line,) = _problems(load, _redis([pattern], account_id_pattern="[a-z0-9]+"))
+    assert message in line
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["gen:avatar:{account_id}", "gen:{account_id}/*", "*/{account_id}", "gen:{account_id}:v2/*"],
+)
+def test_a_pattern_whose_id_is_delimited_needs_no_account_id_pattern(
+    load: Callable[..., Targets], pattern: str
+) -> None:
+    (target,) = load([_redis([pattern])], {}).targets
+    assert refusal(target, "a:b") is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("[a-z", "is not a regular expression"),
+        ("^[a-z]+$", "without anchors, lookarounds or back-references"),
+        ("(?![x])[a-z]+", "lookarounds are not supported"),
+        ("([a-z])\\1", "without anchors, lookarounds or back-references"),
+        ("/[a-z]+", "accepts no account id"),
+        (".*", "narrows nothing"),
+        ("[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", "narrows nothing"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["files", "s3", "redis"])
+def test_account_id_pattern_must_be_a_plain_regular_expression_that_narrows(
+    load: Callable[..., Targets], tmp_path: Path, kind: str, pattern: str, message: str
+) -> None:
+    entry = {
+        "files": {"name": "media", "kind": "files", "root": str(tmp_path), "paths": ["u/{account_id}/"]},
+        "s3": {"name": "blobs", "kind": "s3", "bucket": "b", "prefixes": ["u/{account_id}/"]},
+        "redis": _redis(["gen:history:{account_id}:*"]),
+    }[kind]  # fmt: skip
+    (line,) = _problems(load, {**entry, "account_id_pattern": pattern})
+    assert ": account_id_pattern: " in line and message in line
+
+
+@pytest.mark.parametrize("kind", ["sql", "http"])
+def test_kinds_without_templates_in_a_store_do_not_take_account_id_pattern(
+    load: Callable[..., Targets], sqlite_platform: str, kind: str
+) -> None:
+    entry = {
+        "sql": {"name": "db", "kind": "sql", "url": sqlite_platform, "tables": [{"table": "generations", "account_column": "account_id"}]},
+        "http": {"name": "provider", "kind": "http", "url": "https://p.example/{account_id}"},
+    }[kind]  # fmt: skip
+    (line,) = _problems(load, {**entry, "account_id_pattern": "[a-z]+"})
+    assert "unknown key(s) account_id_pattern" in line
+
+
+# --- exact against real stores full of neighbours ------------------------------------------
+
+
+class Store:
+    """One kind's store seeded with `a` and its neighbours; snapshots it whole."""
+
+    entry: dict[str, Any]
+    environ: dict[str, str]
+
+    def seed(self, account_id: str) -> int: ...  # how many items it made for the account
+    def snapshot(self) -> dict[Any, Any]: ...
+
+
+class RedisStore(Store):
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.environ = {"PLATFORM_REDIS_URL": url}
+        self.entry = _redis(
+            ["gen:history:{account_id}:*", "gen:avatar:{account_id}"],
+            url="${PLATFORM_REDIS_URL}",
+            account_id_pattern=NO_COLON,
+        )
+
+    def seed(self, account_id: str) -> int:
+        for i in range(3):
+            self.client.set(f"gen:history:{account_id}:{i}", os.urandom(8))
+        self.client.hset(f"gen:history:{account_id}:meta", mapping={"who": account_id})
+        self.client.set(f"gen:avatar:{account_id}", os.urandom(8))
+        return 5
+
+    def snapshot(self) -> dict[Any, Any]:
+        return {key: self.client.dump(key) for key in self.client.scan_iter(count=1000)}
+
+
+class FilesStore(Store):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir()
+        self.environ = {"MEDIA_ROOT": str(root)}
+        self.entry = {
+            "name": "media",
+            "kind": "files",
+            "root": "${MEDIA_ROOT}",
+            "paths": ["uploads/{account_id}/", "outputs/{account_id}/*.mp4", "avatars/{account_id}.png"],
+        }  # fmt: skip
+
+    def seed(self, account_id: str) -> int:
+        for rel in (
+            f"uploads/{account_id}/x.png",
+            f"uploads/{account_id}/sub/y.png",
+            f"outputs/{account_id}/1.mp4",
+            f"avatars/{account_id}.png",
+        ):
+            path = self.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(os.urandom(16))
+        return 4
+
+    def snapshot(self) -> dict[Any, Any]:
+        found: dict[Any, Any] = {}
+        for directory, dirs, files in os.walk(self.root):
+            for name in dirs:
+                found[os.path.relpath(os.path.join(directory, name), self.root)] = "dir"
+            for name in files:
+                path = Path(directory, name)
+                found[str(path.relative_to(self.root))] = path.read_bytes()
+        return found
+
+
+class S3Store(Store):
+    def __init__(self, endpoint: str) -> None:
+        import boto3
+
+        self.client = boto3.session.Session().client("s3", endpoint_url=endpoint)
+        self.bucket = f"exact-{os.urandom(6).hex()}"
+        self.client.create_bucket(Bucket=self.bucket)
+        self.environ = {"S3_ENDPOINT": endpoint}
+        self.entry = {
+            "name": "blobs",
+            "kind": "s3",
+            "bucket": self.bucket,
+            "endpoint_url": "${S3_ENDPOINT}",
+            "region": "us-east-1",
+            "prefixes": ["media/{account_id}/", "avatars/{account_id}"],
+        }
+
+    def seed(self, account_id: str) -> int:
+        for key in (
+            f"media/{account_id}/x.png",
+            f"media/{account_id}/y/z.bin",
+            f"avatars/{account_id}",
+        ):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=os.urandom(16))
+        return 3
+
+    def snapshot(self) -> dict[Any, Any]:
+        found = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            for item in page.get("Contents", []):
+                body = self.client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"]
+                with body:
+                    found[item["Key"]] = body.read()
+        return found
+
+
+KINDS = ["files", "s3"] + (["redis"] if os.environ.get(REDIS_ENV) else [])
+
+
+@pytest.fixture(params=KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "files":
+        yield FilesStore(tmp_path / "media")
+    elif request.param == "s3":
+        yield S3Store(request.getfixturevalue("s3_endpoint"))
+    else:
+        url = request.getfixturevalue("redis_url")
+        assert url is not None, f"{REDIS_ENV} is set but the backend has no Redis"
+        yield RedisStore(url)
+
+
+def _purge(target: PurgeTarget, account_id: str) -> int:
+    removed = 0
+    while gone := target.purge_batch(account_id, 2, CTX):
+        removed += gone
+    return removed
+
+
+def test_a_purge_takes_the_account_and_no_neighbour_byte(
+    store: Store, load: Callable[..., Targets]
+) -> None:
+    (target,) = load([store.entry], store.environ).targets
+    # Only the redis layout needs a pattern (without ':'), which declares that no id with ':'
+    # has keys there: those ids are refused, and not seeded (their keys would be `a`'s).
+    refused = [n for n in NEIGHBOURS if refusal(target, n)]
+    assert refused == (
+        [n for n in NEIGHBOURS if ":" in n] if store.entry["kind"] == "redis" else []
+    )
+    mine = store.seed("a")
+    for neighbour in NEIGHBOURS:
+        if neighbour not in refused:
+            store.seed(neighbour)
+    before = store.snapshot()
+
+    assert target.count("a") == mine
+    assert _purge(target, "a") == mine
+    assert target.count("a") == 0
+
+    after = store.snapshot()
+    gone = set(before) - set(after)
+    assert len(gone) == mine or store.entry["kind"] == "files"  # files also count their dirs
+    assert {key: before[key] for key in after} == after  # everyone else's, byte for byte
+    for neighbour in NEIGHBOURS:
+        if neighbour in refused:
+            with pytest.raises(AccountIdRefused):
+                target.purge_batch(neighbour, 100, CTX)
+        else:
+            assert target.count(neighbour) > 0, neighbour
+    assert store.snapshot() == after
+
+
+def test_an_id_outside_the_pattern_is_refused_and_nothing_is_touched(
+    tmp_path: Path, load: Callable[..., Targets]
+) -> None:
+    store = FilesStore(tmp_path / "media")
+    (target,) = load([{**store.entry, "account_id_pattern": "[a-z]+"}], store.environ).targets
+    for account in ["a", "a.b", "A"]:
+        store.seed(account)
+    before = store.snapshot()
+    for account in ["a.b", "A"]:
+        expected = f"account id {account!r} does not match account_id_pattern '[a-z]+'"
+        assert refusal(target, account) == expected
+        with pytest.raises(AccountIdRefused, match="does not match account_id_pattern"):
+            target.count(account)
+        with pytest.raises(AccountIdRefused, match="does not match account_id_pattern"):
+            target.purge_batch(account, 100, CTX)
+    assert store.snapshot() == before
+    assert target.count("a") == 4
+
+
+# --- what an operator sees ------------------------------------------------------------------
+
+
+def _cli(args: list[str], targets_file: Path) -> Any:
+    return CliRunner().invoke(targets_cli, args, env={"AGEGATE_TARGETS_FILE": str(targets_file)})
+
+
+def test_cli_check_names_an_ambiguous_template_and_its_fix_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "targets.yaml"
+    path.write_text(
+        "targets:\n"
+        "  - {name: history, kind: redis, url: 'redis://127.0.0.1:1/0',"
+        " patterns: ['gen:history:{account_id}:*']}\n"
+    )
+    result = _cli(["check"], path)
+    assert result.exit_code == 1
+    (line,) = [line for line in result.output.splitlines() if "history" in line]
+    assert "'gen:history:{account_id}:*' is ambiguous" in line
+    assert "declare account_id_pattern" in line
+
+
+def test_cli_preview_says_which_target_refuses_an_id_and_counts_the_rest(tmp_path: Path) -> None:
+    (tmp_path / "u" / "a.b").mkdir(parents=True)
+    (tmp_path / "u" / "a.b" / "x.png").write_bytes(b"x")
+    path = tmp_path / "targets.yaml"
+    path.write_text(
+        "targets:\n"
+        f"  - {{name: media, kind: files, root: '{tmp_path}', paths: ['u/{{account_id}}/']}}\n"
+        f"  - {{name: strict, kind: files, root: '{tmp_path}', paths: ['u/{{account_id}}/'],"
+        " account_id_pattern: '[a-z]+'}\n"
+    )
+    result = _cli(["preview", "a.b"], path)
+    assert result.exit_code == 1
+    media, strict = result.output.splitlines()
+    assert media == "media files 1"
+    assert strict.startswith(
+        "strict files REFUSED: account id 'a.b' does not match account_id_pattern '[a-z]+'; "
+    )
+    assert "a purge would take nothing here and fail the case (fix: " in strict
+    assert (tmp_path / "u" / "a.b" / "x.png").exists()
