@@ -137,6 +137,103 @@ def test_kinds_without_templates_in_a_store_do_not_take_account_id_pattern(
     assert "unknown key(s) account_id_pattern" in line
 
 
+# --- templates that meet (docs/purge-targets.md, "When two templates overlap") ------------
+
+
+def _files(name: str, root: Path, *paths: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "files", "root": str(root), "paths": list(paths), **extra}
+
+
+def _s3(name: str, bucket: str, *prefixes: str) -> dict[str, Any]:
+    return {"name": name, "kind": "s3", "bucket": bucket, "prefixes": list(prefixes)}
+
+
+def _overlaps(load: Callable[..., Targets], entries: list[dict[str, Any]]) -> list[str]:
+    with pytest.raises(TargetConfigError) as caught:
+        load(entries, {})
+    return [line for line in str(caught.value).splitlines() if " overlaps " in line]
+
+
+def test_two_layouts_in_one_directory_are_refused(
+    load: Callable[..., Targets], tmp_path: Path
+) -> None:
+    """The reproduced case: purging account `uploads` took every account's uploads."""
+    (line,) = _overlaps(load, [_files("media", tmp_path, "{account_id}/", "uploads/{account_id}/")])
+    assert line == (
+        "  - targets.yaml: targets[0] (media): paths[0] '{account_id}/' overlaps targets[0] "
+        f"(media): paths[1] 'uploads/{{account_id}}/': both match '{tmp_path}/uploads/0/0', so "
+        "a purge of 'uploads' would reach an item of '0'; give each layout a store of its own, "
+        "or an account_id_pattern that keeps their ids apart"
+    )
+
+
+def test_targets_over_one_directory_are_compared_also_through_a_link(
+    load: Callable[..., Targets], tmp_path: Path
+) -> None:
+    (tmp_path / "media" / "uploads").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "media" / "uploads")
+    for root in (tmp_path / "media" / "uploads", tmp_path / "link"):
+        entries = [
+            _files("media", tmp_path / "media", "{account_id}/"),
+            _files("uploads", root, "{account_id}/"),
+        ]
+        (line,) = _overlaps(load, entries)
+        assert "targets[0] (media): paths[0] '{account_id}/' overlaps targets[1] (uploads)" in line
+        assert "a purge of 'uploads' would reach an item of '0'" in line
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "whose"),
+    [
+        ("u/{account_id}.d/", "u/{account_id}/", "a purge of '0' would reach an item of '0.d'"),
+        ("v/{account_id}/", "v/x-{account_id}/", "a purge of 'x-0' would reach an item of '0'"),
+        ("{account_id}/a/", "a/{account_id}/", "one account's purge could reach another's item"),
+    ],
+)
+def test_files_templates_that_meet_within_a_target_are_refused(
+    load: Callable[..., Targets], tmp_path: Path, first: str, second: str, whose: str
+) -> None:
+    (line,) = _overlaps(load, [_files("media", tmp_path, first, second)])
+    assert whose in line
+
+
+def test_buckets_and_redis_databases_are_compared_across_targets(
+    load: Callable[..., Targets],
+) -> None:
+    (line,) = _overlaps(
+        load, [_s3("a", "media", "{account_id}/"), _s3("b", "media", "uploads/{account_id}/")]
+    )
+    assert "targets[0] (a): prefixes[0] '{account_id}/' overlaps targets[1] (b)" in line
+    entries = [
+        _redis(["gen:{account_id}/*"], url="redis://localhost:6379/3"),
+        {**_redis(["gen:{account_id}:x/*"], url="redis://127.0.0.1/3"), "name": "other"},
+    ]
+    (line,) = _overlaps(load, entries)
+    assert "both match 'gen:0:x/', so a purge of '0:x' would reach an item of '0'" in line
+
+
+def test_layouts_that_are_aligned_or_apart_are_accepted(
+    load: Callable[..., Targets], tmp_path: Path
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    aligned = _files(
+        "media", tmp_path / "a", "outputs/{account_id}/", "outputs/{account_id}/*.mp4",
+        "uploads/{account_id}.d/", "uploads/{account_id}.d/thumbs/", "avatars/{account_id}.png",
+    )  # fmt: skip
+    apart = [
+        aligned,
+        _files("other", tmp_path / "b", "{account_id}/"),  # another directory
+        _files("numbered", tmp_path / "a", "{account_id}/", account_id_pattern="[0-9]+"),
+        _s3("s1", "one", "{account_id}/"),
+        _s3("s2", "two", "uploads/{account_id}/"),  # another bucket
+        _redis(["gen:{account_id}/*", "gen:avatar:{account_id}"], url="redis://localhost:6379/3"),
+        {**_redis(["gen:{account_id}:x/*"], url="redis://localhost:6379/4"), "name": "db4"},
+        {**_redis(["gen:avatar:{account_id}"], url="redis://127.0.0.1:6379/3"), "name": "same"},
+    ]
+    assert len(load(apart, {}).targets) == 8
+
+
 # --- exact against real stores full of neighbours ------------------------------------------
 
 
@@ -356,3 +453,24 @@ def test_cli_preview_says_which_target_refuses_an_id_and_counts_the_rest(tmp_pat
     )
     assert "a purge would take nothing here and fail the case (fix: " in strict
     assert (tmp_path / "u" / "a.b" / "x.png").exists()
+
+
+def test_two_layouts_kept_apart_by_a_pattern_purge_one_account_byte_for_byte(
+    load: Callable[..., Targets], tmp_path: Path
+) -> None:
+    """`{account_id}/` beside `uploads/{account_id}/` is exact once ids cannot be `uploads`."""
+    store = FilesStore(tmp_path / "media")
+    entries = [
+        _files("top", store.root, "{account_id}/", account_id_pattern="[0-9]+"),
+        _files("uploads", store.root, "uploads/{account_id}/"),
+    ]
+    targets = load(entries, {}).targets
+    for account in ("7", "70", "8"):
+        for rel in (f"{account}/clip.mp4", f"uploads/{account}/x.png", f"uploads/{account}.png"):
+            (store.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (store.root / rel).write_bytes(os.urandom(16))
+    before = store.snapshot()
+    assert [_purge(target, "7") for target in targets] == [1, 1]
+    after = store.snapshot()
+    assert set(before) - set(after) == {"7", "7/clip.mp4", "uploads/7", "uploads/7/x.png"}
+    assert {key: before[key] for key in after} == after

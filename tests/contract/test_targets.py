@@ -307,8 +307,11 @@ def test_s3_prefixes_that_could_reach_another_account_are_refused(
 def test_s3_prefixes_that_overlap_are_refused(load: Callable[..., Targets]) -> None:
     entry = _s3_entry(prefixes=["{account_id}/", "uploads/{account_id}/"])
     message = _problems(load, [entry], {})
-    assert "prefixes: '{account_id}' and 'uploads/{account_id}' overlap" in message
-    assert "an account named 'uploads' would match other accounts' objects" in message
+    assert (
+        "targets[0] (blobs): prefixes[0] '{account_id}/' overlaps targets[0] (blobs): "
+        "prefixes[1] 'uploads/{account_id}/': both match 'uploads/0/', so a purge of 'uploads' "
+        "would reach an item of '0'"
+    ) in message
     assert "must contain {account_id}" in _problems(load, [_s3_entry(prefixes=["all/"])], {})
 
 

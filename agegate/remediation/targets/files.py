@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 from agegate.remediation.targets.base import PurgeContext, TargetError
 from agegate.remediation.targets.config import COMMON_KEYS, Fields, account_template_problem
 from agegate.remediation.targets.ids import PATTERN_KEY, AccountIds
+from agegate.remediation.targets.overlap import Layout, Piece
 
 _GLOB_CHARS = "*?["
 _ACCOUNT = "{account_id}"
@@ -57,6 +59,38 @@ class PathTemplate:
             )
         return cls(text, parts, tree, account_part)
 
+    def pieces(self, root: Path) -> tuple[Piece, ...]:
+        """The template from the file system's root, for the overlap check. A glob stays
+        within its part (`[...]` read as any one character: wider, so only stricter)."""
+        pieces = [Piece(f"{root}/".replace("//", "/"))]
+        for index, part in enumerate(self.parts):
+            if index:
+                pieces.append(Piece("/"))
+            for number, text in enumerate(part.split(_ACCOUNT)):
+                if number:
+                    pieces.append(Piece(is_id=True))
+                if text and any(c in text for c in _GLOB_CHARS):
+                    pieces.append(Piece(text, _glob_regex(text)))
+                elif text:
+                    pieces.append(Piece(text))
+        if self.tree:
+            pieces += [Piece("/"), Piece("*", ".+")]
+        return tuple(pieces)
+
+
+def _glob_regex(text: str) -> str:
+    wild = {"*": "[^/]*", "?": "[^/]"}
+    regex, index = [], 0
+    while index < len(text):
+        char = text[index]
+        if char == "[" and (end := text.find("]", index + 2)) > 0:
+            regex.append("[^/]")
+            index = end + 1
+            continue
+        regex.append(wild.get(char) or re.escape(char))
+        index += 1
+    return "".join(regex)
+
 
 class FilesTarget:
     kind = "files"
@@ -68,6 +102,7 @@ class FilesTarget:
         self.root = Path(os.path.realpath(root))
         self.templates = templates
         self.ids = ids
+        self.layouts: tuple[Layout, ...] = ()
 
     @classmethod
     def from_config(cls, config: dict[str, Any], location: str) -> FilesTarget:
@@ -88,7 +123,14 @@ class FilesTarget:
         ids = fields.account_ids()
         fields.raise_problems()
         assert ids is not None  # a wrong pattern is a problem, raised above
-        return cls(config["name"], Path(root), templates, ids)
+        target = cls(config["name"], Path(root), templates, ids)
+        # Every files target is one store, the file system: roots are part of the items, so
+        # a root inside another target's root (or the same one reached by a link) is compared.
+        target.layouts = tuple(
+            Layout(f"{location}: paths[{i}] {t.text!r}", ("files",), t.pieces(target.root), ids)
+            for i, t in enumerate(templates)
+        )
+        return target
 
     def check(self) -> None:
         if not self.root.is_dir():

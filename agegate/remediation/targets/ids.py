@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import interegular
-from interegular.fsm import FSM
+from interegular.fsm import FSM, anything_else
 
 from agegate.accounts import ACCOUNT_ID_REGEX, ACCOUNT_ID_RULE, is_valid_account_id
 
@@ -38,18 +40,58 @@ class AccountIdRefused(ValueError):
 
 
 @functools.cache
-def _fsm(regex: str) -> FSM:
+def fsm_of(regex: str) -> FSM:
+    """The automaton of a regular expression (interegular reads Python's syntax)."""
     return interegular.parse_pattern(regex).to_fsm()
 
 
+def literal(text: str) -> FSM:
+    return fsm_of(re.escape(text))
+
+
 def _any_with(character: str) -> FSM:
-    return _fsm(f".*{re.escape(character)}.*")
+    return fsm_of(f".*{re.escape(character)}.*")
 
 
-def _shortest(fsm: FSM) -> str | None:
-    for chars in fsm.strings():
-        return "".join(str(c) for c in chars)
+def shortest(fsm: FSM) -> str | None:
+    """The automaton's shortest string, or None if it accepts none.
+
+    A breadth-first search over states, each visited once (FSM.strings() enumerates strings,
+    one per symbol, which takes minutes on a path template). Each step takes the smallest
+    symbol of its transition; "any other character" is shown as `x`.
+    """
+    symbols = {  # letters and digits first: they read best in a message
+        key: min((s for s in group if s is not anything_else), default="x", key=_readable)
+        for key, group in fsm.alphabet.by_transition.items()
+    }
+    came_from: dict[Any, tuple[Any, str] | None] = {fsm.initial: None}
+    queue = deque([fsm.initial])
+    while queue:
+        state = queue.popleft()
+        if state in fsm.finals:
+            text = []
+            step = came_from[state]
+            while step is not None:
+                state, symbol = step
+                text.append(symbol)
+                step = came_from[state]
+            return "".join(reversed(text))
+        transitions = fsm.map.get(state, {}).items()
+        for key, following in sorted(transitions, key=lambda t: _readable(symbols[t[0]])):
+            if following not in came_from:
+                came_from[following] = (state, symbols[key])
+                queue.append(following)
     return None
+
+
+def _readable(symbol: str) -> tuple[bool, str]:
+    return not symbol.isalnum(), symbol
+
+
+ACCOUNT_IDS = fsm_of(ACCOUNT_ID_REGEX)
+# The same without the length bound: 128 states fewer, for checks where a superset only makes
+# them stricter (overlap.py).
+ACCOUNT_ID_SHAPES = fsm_of(ACCOUNT_ID_REGEX.removesuffix("{0,127}") + "*")
 
 
 @dataclass(frozen=True)
@@ -70,17 +112,17 @@ class IdPattern:
         try:
             if any(look in text for look in _LOOKAROUNDS):
                 raise ValueError("lookarounds are not supported")
-            fsm = _fsm(text)
+            fsm = fsm_of(text)
         except Exception as exc:  # interegular's Unsupported, or a construct it cannot read
             raise ValueError(
                 f"{text!r}: {exc}; write a plain regular expression (character classes, groups, "
                 "alternation, repetition) without anchors, lookarounds or back-references: "
                 "it is matched in full"
             ) from None
-        ids = fsm & _fsm(ACCOUNT_ID_REGEX)
+        ids = fsm & ACCOUNT_IDS
         if ids.empty():
             raise ValueError(f"{text!r} accepts no account id ({ACCOUNT_ID_RULE})")
-        if ids.equivalent(_fsm(ACCOUNT_ID_REGEX)):
+        if ids.equivalent(ACCOUNT_IDS):
             raise ValueError(
                 f"{text!r} accepts every account id, so it narrows nothing: write the shape of "
                 "this platform's ids, or remove it"
@@ -89,12 +131,12 @@ class IdPattern:
 
     def example_with(self, character: str) -> str | None:
         """The shortest id this pattern accepts that contains `character`, or None."""
-        return _shortest(self.ids & _any_with(character))
+        return shortest(self.ids & _any_with(character))
 
 
 def global_example_with(character: str) -> str | None:
     """The shortest account id (global rule) that contains `character`, or None."""
-    return _shortest(_fsm(ACCOUNT_ID_REGEX) & _any_with(character))
+    return shortest(ACCOUNT_IDS & _any_with(character))
 
 
 def delimiter(
@@ -135,6 +177,12 @@ class AccountIds:
 
     pattern: IdPattern | None = None
     delimiters: frozenset[str] = frozenset()
+
+    def may_contain(self, character: str) -> bool:
+        """Whether some id this target accepts holds `character`."""
+        if self.pattern is None:
+            return global_example_with(character) is not None
+        return self.pattern.example_with(character) is not None
 
     def relying_on(self, delimiters: Iterable[str]) -> AccountIds:
         return AccountIds(self.pattern, self.delimiters | frozenset(delimiters))

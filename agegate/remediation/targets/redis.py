@@ -27,6 +27,7 @@ from agegate.remediation.targets.base import (
 )
 from agegate.remediation.targets.config import COMMON_KEYS, Fields, account_template_problem
 from agegate.remediation.targets.ids import PATTERN_KEY, AccountIds, delimiter
+from agegate.remediation.targets.overlap import Layout, Piece
 
 SCAN_COUNT = 1000
 _ACCOUNT = "{account_id}"
@@ -62,6 +63,19 @@ def _tokens(pattern: str) -> list[object]:
             tokens.append(char)
             index += 1
     return tokens
+
+
+def pattern_pieces(pattern: str) -> tuple[Piece, ...]:
+    """The pattern for the overlap check, every wildcard read as `*` (wider than `?` or a
+    class, so the check can only be stricter)."""
+    return tuple(
+        Piece(is_id=True)
+        if token is _ID
+        else Piece(regex=".*")
+        if token is _WILD
+        else Piece(str(token))
+        for token in _tokens(pattern)
+    )
 
 
 def pattern_check(pattern: str, ids: AccountIds | None) -> tuple[str | None, str | None]:
@@ -123,6 +137,7 @@ class RedisTarget:
         self.name = name
         self.patterns = patterns
         self.ids = ids
+        self.layouts: tuple[Layout, ...] = ()
         pool = redis.BlockingConnectionPool.from_url(
             url,
             max_connections=pool_size,
@@ -152,11 +167,26 @@ class RedisTarget:
         fields.raise_problems()
         assert ids is not None  # a wrong pattern is a problem, raised above
         try:
-            return cls(
+            target = cls(
                 config["name"], url, list(config["patterns"]), pool_size, ids.relying_on(delimiters)
             )
         except ValueError:  # never echo the URL: it may carry a password
             raise TargetConfigError(f"{location}: url: not a valid Redis URL") from None
+        store = target.database()
+        target.layouts = tuple(
+            Layout(f"{location}: patterns[{i}] {p!r}", store, pattern_pieces(p), target.ids, False)
+            for i, p in enumerate(target.patterns)
+        )
+        return target
+
+    def database(self) -> tuple[str, ...]:
+        """Which Redis database this is, as the URL names it (the overlap check's store)."""
+        kwargs = self.client.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            return ("redis", "unix", str(kwargs["path"]), str(kwargs.get("db", 0)))
+        host = str(kwargs.get("host", "localhost")).lower()
+        host = "127.0.0.1" if host in ("localhost", "::1") else host
+        return ("redis", host, str(kwargs.get("port", 6379)), str(kwargs.get("db", 0)))
 
     def _matches(self, account_id: str) -> list[str]:
         escaped = escape_glob(self.ids.checked(account_id))

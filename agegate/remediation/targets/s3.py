@@ -6,12 +6,13 @@ versioned bucket a plain delete only hides data behind a marker, so every versio
 
 A prefix template ending in `/` means everything under it; one ending in `{account_id}`
 names that exact key. `{account_id}` may only be followed by `/` or end the template, and
-ids never hold `/`, so `acct-1` cannot match `acct-10`'s objects. Two templates of a target
-where one's text before `{account_id}` extends the other's are refused: with `{account_id}/`
-and `uploads/{account_id}/`, an account named `uploads` would match everyone's uploads.
+ids never hold `/`, so `acct-1` cannot match `acct-10`'s objects. Templates that could meet,
+in this target or in another over the same bucket, are refused (overlap.py): with
+`{account_id}/` and `uploads/{account_id}/`, an account named `uploads` would match
+everyone's uploads.
 
-Known limit: the same holds across targets and any other data kept in the bucket; only the
-bucket's key layout can rule that out.
+Known limit: data in the bucket that no target describes is not checked; only the bucket's
+key layout can keep it apart.
 
 Credentials come from boto3's default chain (environment, shared config, instance role),
 never from the targets file. boto3 is an optional dependency: `pip install 'agegate[s3]'`.
@@ -32,6 +33,7 @@ from agegate.remediation.targets.base import (
 )
 from agegate.remediation.targets.config import COMMON_KEYS, Fields, account_template_problem
 from agegate.remediation.targets.ids import PATTERN_KEY, AccountIds
+from agegate.remediation.targets.overlap import Layout, pieces_of
 
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call accepts
 _ACCOUNT = "{account_id}"
@@ -60,20 +62,6 @@ def prefix_problem(template: str) -> str | None:
     return None
 
 
-def overlap_problem(templates: list[str]) -> str | None:
-    """Why two templates could list one account's prefix inside another account's, or None."""
-    heads = sorted({t.split(_ACCOUNT)[0] for t in templates}, key=len)
-    for index, short in enumerate(heads):
-        for long in heads[index + 1 :]:
-            if long.startswith(short):
-                return (
-                    f"{short + _ACCOUNT!r} and {long + _ACCOUNT!r} overlap: an account named "
-                    f"{long[len(short) :].split('/')[0]!r} would match other accounts' objects "
-                    "(use one layout per bucket, or separate buckets)"
-                )
-    return None
-
-
 def _boto3() -> Any:
     try:
         import boto3
@@ -96,6 +84,7 @@ class S3Target:
     ) -> None:
         self.name = name
         self.ids = ids
+        self.layouts: tuple[Layout, ...] = ()
         self.bucket = bucket
         self.prefixes = prefixes
         self.client = client
@@ -117,8 +106,6 @@ class S3Target:
         for index, template in enumerate(prefixes):
             if problem := prefix_problem(template):
                 fields.problem(f"prefixes[{index}]: {problem}")
-        if not fields.problems and (problem := overlap_problem(prefixes)):
-            fields.problem(f"prefixes: {problem}")
         endpoint = config.get("endpoint_url")
         if endpoint is not None:
             endpoint = fields.string("endpoint_url")
@@ -150,7 +137,19 @@ class S3Target:
                 connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
             ),
         )
-        return cls(config["name"], bucket, list(prefixes), client, endpoint or "", ids)
+        target = cls(config["name"], bucket, list(prefixes), client, endpoint or "", ids)
+        store = ("s3", endpoint or "", bucket)
+        target.layouts = tuple(
+            Layout(
+                f"{location}: prefixes[{i}] {prefix!r}",
+                store,
+                pieces_of(prefix, [("*", ".*")] if prefix.endswith("/") else []),
+                ids,
+                False,
+            )
+            for i, prefix in enumerate(prefixes)
+        )
+        return target
 
     def check(self) -> None:
         with self._errors():
