@@ -16,7 +16,10 @@ from typing import Any
 import pytest
 import redis
 from click.testing import CliRunner
+from sqlalchemy import text
 
+from agegate.db import make_engine
+from agegate.remediation.targets import files as files_kind
 from agegate.remediation.targets.base import PurgeContext, PurgeTarget, TargetConfigError, refusal
 from agegate.remediation.targets.commands import targets as targets_cli
 from agegate.remediation.targets.config import Targets
@@ -474,3 +477,187 @@ def test_two_layouts_kept_apart_by_a_pattern_purge_one_account_byte_for_byte(
     after = store.snapshot()
     assert set(before) - set(after) == {"7", "7/clip.mp4", "uploads/7", "uploads/7/x.png"}
     assert {key: before[key] for key in after} == after
+
+
+# --- equality that bends: collations, numbers, parents ------------------------------------
+
+
+class Platform:
+    """A platform database of the backend under test: a schema of its own on PostgreSQL."""
+
+    def __init__(self, backend: Any, tmp_path: Path) -> None:
+        self.postgres = backend.is_postgres
+        if self.postgres:
+            self.schema: str | None = f"exact_{os.urandom(5).hex()}"
+            self.url = backend.database_url
+        else:
+            self.schema, self.url = None, f"sqlite:///{tmp_path / 'platform.db'}"
+        self.engine = make_engine(self.url, 1)
+        if self.schema:
+            self.run(f'CREATE SCHEMA "{self.schema}"', f'SET search_path TO "{self.schema}"')
+
+    def run(self, *statements: str) -> None:
+        with self.engine.begin() as conn:
+            if self.schema:
+                conn.execute(text(f'SET LOCAL search_path TO "{self.schema}", public'))
+            for statement in statements:
+                conn.execute(text(statement))
+
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        with self.engine.connect() as conn:
+            if self.schema:
+                conn.execute(text(f'SET search_path TO "{self.schema}", public'))
+            return [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
+
+    def entry(self, *tables: dict[str, Any]) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "name": "db",
+            "kind": "sql",
+            "url": self.url,
+            "tables": list(tables),
+        }
+        if self.schema:
+            entry["schema"] = self.schema
+        return entry
+
+    def close(self) -> None:
+        if self.schema:
+            self.run(f'DROP SCHEMA "{self.schema}" CASCADE')
+        self.engine.dispose()
+
+
+@pytest.fixture
+def platform(backend: Any, tmp_path: Path) -> Iterator[Platform]:
+    made = Platform(backend, tmp_path)
+    yield made
+    made.close()
+
+
+ROOT = {"table": "generations", "account_column": "account_id"}
+
+
+def _case_insensitive_columns(platform: Platform) -> list[str]:
+    if not platform.postgres:
+        return ["TEXT COLLATE NOCASE", "VARCHAR(128) COLLATE NOCASE"]
+    platform.run(
+        "CREATE EXTENSION IF NOT EXISTS citext WITH SCHEMA public",
+        "CREATE COLLATION IF NOT EXISTS ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
+    )  # fmt: skip
+    return ["public.citext", "TEXT COLLATE ci"]
+
+
+def test_a_case_insensitive_account_column_is_compared_byte_for_byte(
+    platform: Platform, load: Callable[..., Targets]
+) -> None:
+    for number, declared in enumerate(_case_insensitive_columns(platform)):
+        table = f"generations_{number}"
+        platform.run(
+            f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, account_id {declared} NOT NULL, prompt TEXT)",
+            *(f"INSERT INTO {table} VALUES ({i}, '{a}', 'p{i}')" for i, a in enumerate(["Alice", "alice", "ALICE", "alice", "alicE"])),
+        )  # fmt: skip
+        (target,) = load([platform.entry({**ROOT, "table": table})], {}).targets
+        before = platform.rows(table)
+        assert target.count("alice") == 2, declared
+        assert _purge(target, "alice") == 2
+        assert platform.rows(table) == [r for r in before if r[1] != "alice"], declared
+        assert target.count("Alice") == 1 and target.count("ALICE") == 1
+
+
+def test_an_integer_account_column_takes_only_the_canonical_spelling(
+    platform: Platform, load: Callable[..., Targets]
+) -> None:
+    platform.run(
+        "CREATE TABLE generations (id INTEGER PRIMARY KEY, account_id BIGINT NOT NULL, prompt TEXT)",
+        *(f"INSERT INTO generations VALUES ({i}, {a}, 'p{i}')" for i, a in enumerate([7, 70, 7, 8])),
+    )  # fmt: skip
+    (target,) = load([platform.entry(ROOT)], {}).targets
+    before = platform.rows("generations")
+    for look_alike in ("007", "7.0", "7e0", "07"):
+        reason = refusal(target, look_alike)
+        assert reason == (
+            f"account id {look_alike!r} does not match the canonical form of its integer "
+            "account column '0|[1-9][0-9]{0,18}'"
+        )
+        with pytest.raises(AccountIdRefused):
+            target.purge_batch(look_alike, 100, CTX)
+    assert platform.rows("generations") == before
+    assert target.count("7") == 2 and _purge(target, "7") == 2
+    assert platform.rows("generations") == [r for r in before if r[1] != 7]
+
+
+@pytest.mark.parametrize("declared", ["REAL", "NUMERIC(10, 2)", "DOUBLE PRECISION"])
+def test_a_numeric_account_column_is_refused(
+    platform: Platform, load: Callable[..., Targets], declared: str
+) -> None:
+    platform.run(f"CREATE TABLE generations (id INTEGER PRIMARY KEY, account_id {declared})")
+    (line,) = _problems(load, platform.entry(ROOT))
+    assert (
+        "targets[0] (db): table 'generations': account column 'account_id' compares "
+        "numerically, so '7', '7.0' and '7e0' are one account; key accounts by a text, "
+        "integer or uuid column"
+    ) in line
+
+
+def test_a_parent_column_that_is_not_unique_is_refused(
+    platform: Platform, load: Callable[..., Targets]
+) -> None:
+    """A child row hanging from `batch` 5 would go with whichever account's parent has it."""
+    platform.run(
+        "CREATE TABLE generations (id INTEGER PRIMARY KEY, account_id TEXT NOT NULL, batch INTEGER, slot INTEGER)",
+        "CREATE UNIQUE INDEX ux_slot ON generations (slot) WHERE slot IS NOT NULL",
+        "CREATE TABLE outputs (id INTEGER PRIMARY KEY, batch INTEGER, slot INTEGER, generation_id INTEGER)",
+    )  # fmt: skip
+    for column in ("batch", "slot"):  # no constraint at all; a partial unique index
+        child = {"table": "outputs", "parent": {"table": "generations", "column": column, "references": column}}  # fmt: skip
+        (line,) = _problems(load, platform.entry(ROOT, child))
+        assert (
+            f"table 'outputs': parent column generations.{column} is not unique on its own"
+        ) in line
+        assert "reference a unique column such as the primary key" in line
+    child = {"table": "outputs", "parent": {"table": "generations", "column": "generation_id", "references": "id"}}  # fmt: skip
+    assert len(load([platform.entry(ROOT, child)], {}).targets) == 1
+
+
+def test_a_uuid_account_column_takes_only_the_canonical_spelling(
+    platform: Platform, load: Callable[..., Targets]
+) -> None:
+    """PostgreSQL reads `A0EE…`, `a0ee…` and the unhyphenated form as one uuid. SQLite has
+    no uuid type: a column declared UUID has numeric affinity there, and is refused."""
+    platform.run("CREATE TABLE generations (id INTEGER PRIMARY KEY, account_id UUID NOT NULL)")
+    if not platform.postgres:
+        (line,) = _problems(load, platform.entry(ROOT))
+        assert "account column 'account_id' compares numerically" in line
+        return
+    mine, other = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+    platform.run(
+        *(f"INSERT INTO generations VALUES ({i}, '{a}')" for i, a in enumerate([mine, other, mine]))
+    )
+    (target,) = load([platform.entry(ROOT)], {}).targets
+    before = platform.rows("generations")
+    for look_alike in (mine.upper(), mine.replace("-", "")):
+        assert "canonical form of its uuid account column" in (refusal(target, look_alike) or "")
+    assert platform.rows("generations") == before
+    assert _purge(target, mine) == 2
+    assert [str(r[1]) for r in platform.rows("generations")] == [other]
+
+
+def test_a_root_on_a_case_insensitive_file_system_is_refused(
+    load: Callable[..., Targets], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No case-insensitive file system can be mounted here: a stand-in lookup folds case the
+    way one would, and the probe must notice and leave nothing behind."""
+    entry = _files("media", tmp_path, "u/{account_id}/")
+    assert len(load([entry], {}).targets) == 1  # this machine's file system keeps case
+
+    def folding(path: Any) -> bool:
+        wanted = os.path.basename(path).lower()
+        return any(name.lower() == wanted for name in os.listdir(os.path.dirname(path)))
+
+    monkeypatch.setattr(files_kind, "_lexists", folding)
+    (line,) = _problems(load, entry)
+    assert line == (
+        f"  - targets.yaml: targets[0] (media): root: '{tmp_path}' is on a case-insensitive "
+        "file system, where 'A' and 'a' name one account's directory; put the platform's "
+        "files on a case-sensitive one"
+    )
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(files_kind.CASE_PROBE)]

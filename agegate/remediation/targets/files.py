@@ -17,6 +17,7 @@ import errno
 import fnmatch
 import os
 import re
+import secrets
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,6 +79,31 @@ class PathTemplate:
         return tuple(pieces)
 
 
+CASE_PROBE = ".agegate-case-probe-"
+_lexists = os.path.lexists  # the lookup the probe makes (a test puts a stand-in here)
+
+
+def case_problem(root: Path) -> str | None:
+    """Why `root` cannot hold exact paths, or None: on a case-insensitive file system the
+    directory of `A` is the directory of `a`. Probed by creating a name and looking it up in
+    another case; the name is removed at once."""
+    probe = root / f"{CASE_PROBE}{secrets.token_hex(4)}"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        return f"cannot be probed for case sensitivity ({exc.strerror}); it must be writable"
+    try:
+        folded = _lexists(probe.with_name(probe.name.upper()))
+    finally:
+        os.unlink(probe)
+    if folded:
+        return (
+            "is on a case-insensitive file system, where 'A' and 'a' name one account's "
+            "directory; put the platform's files on a case-sensitive one"
+        )
+    return None
+
+
 def _glob_regex(text: str) -> str:
     wild = {"*": "[^/]*", "?": "[^/]"}
     regex, index = [], 0
@@ -112,6 +138,8 @@ class FilesTarget:
             fields.problem(f"root: {root!r} must be an absolute path")
         elif root and not Path(root).is_dir():
             fields.problem(f"root: {root!r} is not a directory")
+        elif root and (problem := case_problem(Path(root))):
+            fields.problem(f"root: {root!r} {problem}")
         templates = []
         for index, text in enumerate(fields.strings("paths")):
             try:

@@ -177,6 +177,7 @@ class AccountIds:
 
     pattern: IdPattern | None = None
     delimiters: frozenset[str] = frozenset()
+    source: str = PATTERN_KEY  # where the pattern comes from, for the refusal
 
     def may_contain(self, character: str) -> bool:
         """Whether some id this target accepts holds `character`."""
@@ -185,12 +186,12 @@ class AccountIds:
         return self.pattern.example_with(character) is not None
 
     def relying_on(self, delimiters: Iterable[str]) -> AccountIds:
-        return AccountIds(self.pattern, self.delimiters | frozenset(delimiters))
+        return AccountIds(self.pattern, self.delimiters | frozenset(delimiters), self.source)
 
     def refusal(self, account_id: str) -> str | None:
         """Why this (valid) account id is refused here, or None."""
         if self.pattern is not None and self.pattern.regex.fullmatch(account_id) is None:
-            return f"account id {account_id!r} does not match {PATTERN_KEY} {self.pattern.text!r}"
+            return f"account id {account_id!r} does not match {self.source} {self.pattern.text!r}"
         held = sorted(c for c in self.delimiters if c in account_id)
         if held:
             return (

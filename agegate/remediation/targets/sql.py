@@ -9,14 +9,20 @@ pk ... LIMIT n)`), so a batch stays a short transaction even on a very large tab
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Engine,
     MetaData,
     Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    cast,
     delete,
     func,
     inspect,
@@ -24,16 +30,23 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy import types as sqltypes
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from agegate.db import SQLITE_BEGIN, make_engine
-from agegate.remediation.targets.base import (
-    PurgeContext,
-    TargetConfigError,
-    TargetError,
-    checked_account_id,
-)
+from agegate.remediation.targets.base import PurgeContext, TargetConfigError, TargetError
 from agegate.remediation.targets.config import COMMON_KEYS, Fields
+from agegate.remediation.targets.ids import AccountIds, IdPattern
+
+# How an account column compares (docs/purge-targets.md, "Exactness"). Text is compared byte
+# for byte beside the column's own `=` (which a case-insensitive collation or citext bends;
+# the `=` stays for the index). Integers and UUIDs compare as values, so only their one
+# canonical spelling is accepted: `7`, never `007`, which would reach the same row.
+TEXT, INTEGER, UUID = "text", "integer", "uuid"
+CANONICAL = {
+    INTEGER: "0|[1-9][0-9]{0,18}",
+    UUID: "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,26 @@ class SQLTarget:
         except BaseException:
             self.engine.dispose()
             raise
+        self.comparison = {
+            name: _comparison(self.tables[name].c[spec.account_column])
+            for name, spec in self.specs.items()
+            if spec.account_column is not None
+        }
+        kinds = sorted({k for k in self.comparison.values() if k in CANONICAL})
+        if len(kinds) > 1:
+            self.engine.dispose()
+            raise TargetConfigError(
+                f"account columns compare as {' and '.join(kinds)}: no account id has a "
+                "canonical form in both; key the tables by one kind of column"
+            )
+        self.ids = (
+            AccountIds(
+                IdPattern.parse(CANONICAL[kinds[0]]),
+                source=f"the canonical form of its {kinds[0]} account column",
+            )
+            if kinds
+            else AccountIds()
+        )
 
     @classmethod
     def from_config(cls, config: dict[str, Any], location: str) -> SQLTarget:
@@ -113,9 +146,13 @@ class SQLTarget:
             columns = [(name, spec.account_column)]
             if spec.parent is not None:
                 columns += [(name, spec.parent.column), (spec.parent.table, spec.parent.references)]
+            missing = False
             for table, column in columns:
                 if column is not None and table in tables and column not in tables[table].c:
                     problems.append(f"table {table!r} has no column {column!r}")
+                    missing = True
+            if not missing:
+                problems += _exactness_problems(tables, spec)
             if not tables[name].primary_key.columns:
                 problems.append(f"table {name!r} has no primary key (needed to delete in batches)")
         return tables, list(dict.fromkeys(problems))
@@ -127,8 +164,7 @@ class SQLTarget:
         with `windows`, only those under the given keys of each root table."""
         table, spec = self.tables[name], self.specs[name]
         if spec.parent is None:
-            assert spec.account_column is not None
-            owned = table.c[spec.account_column] == account_id
+            owned = self._account_is(name, account_id)
             if windows is not None:
                 owned = owned & self._pk(name).in_(windows[name])
             return owned
@@ -149,16 +185,25 @@ class SQLTarget:
         windows = {}
         for name, spec in self.specs.items():
             if spec.parent is None:
-                assert spec.account_column is not None
-                table = self.tables[name]
-                pk = list(table.primary_key.columns)
+                pk = list(self.tables[name].primary_key.columns)
                 windows[name] = (
-                    select(*pk)
-                    .where(table.c[spec.account_column] == account_id)
-                    .order_by(*pk)
-                    .limit(limit)
+                    select(*pk).where(self._account_is(name, account_id)).order_by(*pk).limit(limit)
                 )
         return windows
+
+    def _account_is(self, name: str, account_id: str) -> ColumnElement[bool]:
+        """The root table's rows of exactly this account, whatever the column's collation."""
+        column = self.tables[name].c[self.specs[name].account_column or ""]
+        comparison = self.comparison[name]
+        if comparison == INTEGER:
+            return column == int(account_id)
+        if comparison == UUID:
+            return column == uuid.UUID(account_id)
+        if self.engine.dialect.name == "postgresql":
+            exact = cast(column, Text).collate("C") == account_id
+        else:
+            exact = column.collate("BINARY") == account_id
+        return and_(column == account_id, exact)
 
     def check(self) -> None:
         try:
@@ -169,7 +214,7 @@ class SQLTarget:
             raise TargetError(f"{self.name}: {'; '.join(problems)}")
 
     def count(self, account_id: str) -> int:
-        checked_account_id(account_id)
+        self.ids.checked(account_id)
         try:
             with self.engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"}) as conn:
                 return sum(
@@ -184,7 +229,7 @@ class SQLTarget:
             raise TargetError(f"{self.name}: {_reason(exc)}") from None
 
     def purge_batch(self, account_id: str, limit: int, context: PurgeContext) -> int:
-        checked_account_id(account_id)
+        self.ids.checked(account_id)
         deleted = 0
         try:
             with self.engine.begin() as conn:
@@ -268,6 +313,65 @@ def _check_graph(fields: Fields, specs: list[TableSpec]) -> None:
                 fields.problem(f"tables: parents of {spec.table!r} form a cycle")
                 return
             seen.add(current.table)
+
+
+def _comparison(column: Column[Any]) -> str | None:
+    if isinstance(column.type, sqltypes.Integer):
+        return INTEGER
+    if isinstance(column.type, sqltypes.Uuid):
+        return UUID
+    if isinstance(column.type, sqltypes.String):
+        return TEXT
+    return None
+
+
+def _exactness_problems(tables: dict[str, Table], spec: TableSpec) -> list[str]:
+    """Why this table's rows could be matched for another account: an account column that
+    compares loosely, or a parent column that more than one parent row can hold."""
+    problems = []
+    if spec.account_column is not None:
+        column = tables[spec.table].c[spec.account_column]
+        if _comparison(column) is None:
+            loose = (
+                "compares numerically, so '7', '7.0' and '7e0' are one account"
+                if isinstance(column.type, sqltypes.Numeric | sqltypes.Float)
+                else f"has type {column.type}, which agegate cannot compare exactly"
+            )
+            problems.append(
+                f"table {spec.table!r}: account column {spec.account_column!r} {loose}; key "
+                "accounts by a text, integer or uuid column"
+            )
+    if spec.parent is not None and spec.parent.table in tables:
+        parent = tables[spec.parent.table]
+        if not _unique_alone(parent, spec.parent.references):
+            problems.append(
+                f"table {spec.table!r}: parent column {spec.parent.table}."
+                f"{spec.parent.references} is not unique on its own (no primary key, unique "
+                "constraint or unique index of that column alone), so a row could hang from "
+                "another account's parent; reference a unique column such as the primary key"
+            )
+    return problems
+
+
+def _unique_alone(table: Table, name: str) -> bool:
+    """Whether `name` alone is unique in `table`: its primary key, a unique constraint, or a
+    unique index without a WHERE clause (a partial index leaves the other rows free)."""
+    if [c.name for c in table.primary_key.columns] == [name]:
+        return True
+    for constraint in table.constraints:
+        if isinstance(constraint, UniqueConstraint) and [c.name for c in constraint.columns] == [
+            name
+        ]:
+            return True
+    return any(
+        index.unique
+        and [c.name for c in index.columns] == [name]
+        and not any(
+            key.endswith("_where") and value is not None
+            for key, value in index.dialect_kwargs.items()
+        )
+        for index in table.indexes
+    )
 
 
 def _deletion_order(specs: list[TableSpec]) -> list[str]:
