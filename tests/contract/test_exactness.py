@@ -661,3 +661,18 @@ def test_a_root_on_a_case_insensitive_file_system_is_refused(
         "files on a case-sensitive one"
     )
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(files_kind.CASE_PROBE)]
+
+
+def test_an_overlap_is_listed_beside_the_file_s_other_problems(
+    load: Callable[..., Targets], tmp_path: Path
+) -> None:
+    entries = [
+        _files("media", tmp_path, "{account_id}/", "uploads/{account_id}/"),
+        _redis(["gen:{account_id}:*"]),
+    ]
+    with pytest.raises(TargetConfigError) as caught:
+        load(entries, {})
+    lines = [line for line in str(caught.value).splitlines() if line.startswith("  - ")]
+    assert len(lines) == 2
+    assert "(history): patterns[0]: 'gen:{account_id}:*' is ambiguous" in lines[0]
+    assert "(media): paths[0] '{account_id}/' overlaps targets[0] (media): paths[1]" in lines[1]

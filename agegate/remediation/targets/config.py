@@ -217,9 +217,9 @@ def load_targets(path: Path, environ: Mapping[str, str]) -> Targets:
             if target is not None:
                 built.append(target)
         hooks = _hooks(data.get("hooks"), label, environ, top.problems)
-        if not top.problems:  # templates that are each right: can two of them meet?
-            layouts = [layout for t in built for layout in getattr(t, "layouts", ())]
-            top.problems.extend(overlap_problems(layouts))
+        # The targets that were built have templates that are each right: can two meet?
+        layouts = [layout for t in built for layout in getattr(t, "layouts", ())]
+        top.problems.extend(overlap_problems(layouts))
         if top.problems:
             raise TargetConfigError(
                 f"invalid targets file ({len(top.problems)} problem(s)):\n"
