@@ -59,13 +59,15 @@ SQLITE_BEGIN = "sqlite_begin"
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
-def enum_column(enum_cls: type[enum.Enum]) -> SAEnum:
-    """An enum stored by its value in a VARCHAR with a CHECK constraint (no native types)."""
+def enum_column(enum_cls: type[enum.Enum], *, checked: bool = True) -> SAEnum:
+    """An enum stored by its value in a VARCHAR with a CHECK constraint (no native types).
+    Unchecked, the column can be added and dropped in place on SQLite (a CHECK would make
+    the migration copy the table, which its foreign keys forbid once it holds rows)."""
     return SAEnum(
         enum_cls,
         values_callable=lambda members: [m.value for m in members],
         native_enum=False,
-        create_constraint=True,
+        create_constraint=checked,
         length=32,
         name=enum_cls.__name__.lower(),
     )

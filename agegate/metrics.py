@@ -74,6 +74,11 @@ CASES_FAILED = Counter(
     "Cases that reached `failed`, by the target that made them fail.",
     ["target"],
 )
+STEP_FAILURES = Counter(
+    "agegate_step_failures",
+    "Workflow steps that raised an unexpected error, by the case's state and the exception type.",
+    ["state", "error"],
+)
 LEASE_RECLAIMS = Counter(
     "agegate_lease_reclaims",
     "Cases taken over from a worker whose lease expired (it died or stalled).",

@@ -107,6 +107,7 @@ def record_flagged_denial(
         evidence=f"age-check:{decision.values['id']}",
         flagged_by=actor,
         now=now,
+        age_check_id=decision.values["id"],
     )
 
 

@@ -33,8 +33,11 @@ class Flag(Base):
     account_id: Mapped[str] = mapped_column(String(128))
     reason: Mapped[FlagReason] = mapped_column(enum_column(FlagReason))
     confidence: Mapped[Confidence] = mapped_column(enum_column(Confidence))
-    # A reference to evidence held elsewhere (a ticket, a report id), never the content.
+    # A reference to evidence held elsewhere (a ticket, a report id), never the content;
+    # free text, never parsed.
     evidence: Mapped[str | None] = mapped_column(Text)
+    # The age check whose denial raised the flag: set by the check itself, never from input.
+    age_check_id: Mapped[uuid.UUID | None]
     flagged_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     # The remediation case the flag opened or joined.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -19,6 +20,7 @@ def record_flag(
     evidence: str | None,
     flagged_by: str,
     now: datetime,
+    age_check_id: uuid.UUID | None = None,
 ) -> Flag:
     """Record a flag on an account (an audit event; evidence is a reference, not content)."""
     flag = Flag(
@@ -26,6 +28,7 @@ def record_flag(
         reason=reason,
         confidence=confidence,
         evidence=evidence,
+        age_check_id=age_check_id,
         flagged_by=flagged_by,
         created_at=now,
     )

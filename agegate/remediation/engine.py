@@ -87,11 +87,34 @@ class Worker:
                 now=utcnow,
                 keep_lease=lambda: service.renew_lease(session, case_id, self.owner, self.lease),
             )
-            workflow.advance(ctx)
+            try:
+                workflow.advance(ctx)
+            except Exception as exc:  # an attempt used up, never a loop (docs/remediation.md)
+                session.rollback()
+                self._step_failed(case_id, exc)
+                return True
+            case.step_failures = 0
             if case.lease_owner == self.owner:
                 case.lease_owner, case.lease_expires_at = None, None
             session.commit()
         return True
+
+    def _step_failed(self, case_id: uuid.UUID, exc: Exception) -> None:
+        """A step raised: it counts as an attempt and is tried again after a backoff; after
+        the last attempt the case is `failed`, and `retry` resumes it. Without this, a step
+        that always raises would be reclaimed every lease period forever."""
+        error = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"[:300]
+        log.error("engine.step_failed", error=error, exc_info=exc)
+        with Session(self._engine, expire_on_commit=False) as session:
+            case = session.get(Case, case_id)
+            if case is None or case.lease_owner != self.owner:
+                return  # another worker took it over meanwhile
+            ctx = workflow.StepContext(
+                session, case, self._targets, self._config, self._signer, utcnow, lambda: False
+            )
+            workflow.step_failed(ctx, type(exc).__name__, error)
+            case.lease_owner, case.lease_expires_at = None, None
+            session.commit()
 
     def _claim(self, now: datetime) -> uuid.UUID | None:
         with Session(self._engine) as session:

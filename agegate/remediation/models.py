@@ -73,6 +73,10 @@ class Case(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Steps that raised in a row (each is an attempt; the last fails the case), and the
+    # state a failed case was in, which `retry` resumes.
+    step_failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    failed_state: Mapped[CaseState | None] = mapped_column(enum_column(CaseState, checked=False))
     # Optimistic concurrency: an update made from a stale read fails instead of overwriting,
     # so a dismissal racing the start of purging cannot both win.
     version: Mapped[int] = mapped_column(default=1)

@@ -49,6 +49,7 @@ def flag_account(
     evidence: str | None,
     flagged_by: str,
     now: datetime,
+    age_check_id: uuid.UUID | None = None,
 ) -> Intake:
     """Record a flag and open a case for the account, or join the one that is open."""
     case, opened = _open_or_join(session, account_id, confidence, flagged_by, now)
@@ -60,6 +61,7 @@ def flag_account(
         evidence=evidence,
         flagged_by=flagged_by,
         now=now,
+        age_check_id=age_check_id,
     )
     flag.case_id = case.id
     if not opened:
@@ -197,7 +199,10 @@ def retry(session: Session, case: Case, *, actor: str, now: datetime) -> Case:
     for step in steps:
         if step.state is StepState.FAILED:
             step.state, step.attempts, step.next_attempt_at = StepState.PURGING, 0, None
-    case.state = CaseState.PURGING if steps else CaseState.AWAITING_PURGE
+    # Where it failed: containment, release hooks, purging or verifying run again. (Cases
+    # that failed before the state was kept resume purging, or its start.)
+    resume = case.failed_state or (CaseState.PURGING if steps else CaseState.AWAITING_PURGE)
+    case.state, case.failed_state, case.step_failures = resume, None, 0
     case.last_error, case.next_run_at = None, now
     record_event(session, case, "case.retried", actor, now)
     return case

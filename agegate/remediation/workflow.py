@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -266,6 +265,28 @@ def _attempt_failed(ctx: StepContext, step: CaseTarget, exc: Exception) -> None:
     )
 
 
+def step_failed(ctx: StepContext, kind: str, error: str) -> None:
+    """A step raised `error` (the engine rolled its work back): back off, or after the last
+    attempt fail the case."""
+    case = ctx.case
+    state = case.state
+    case.step_failures += 1
+    metrics.STEP_FAILURES.labels(state.value, kind).inc()
+    attempts = ctx.config.max_attempts
+    _event(
+        ctx,
+        "case.step_failed",
+        state=state.value,
+        attempt=case.step_failures,
+        max_attempts=attempts,
+        error=error,
+    )
+    if case.step_failures >= attempts:
+        _fail(ctx, None, f"the {state.value} step failed {case.step_failures} times: {error}")
+        return
+    case.next_run_at = ctx.now() + timedelta(seconds=_backoff(ctx, case.step_failures))
+
+
 def _refuse(ctx: StepContext, step: CaseTarget, reason: str) -> None:
     """The target will not purge this account id: its step fails at once, saying why."""
     metrics.PURGE_FAILURES.labels(step.name, AccountIdRefused.__name__).inc()
@@ -280,6 +301,7 @@ def _refuse(ctx: StepContext, step: CaseTarget, reason: str) -> None:
 def _fail(ctx: StepContext, target: str | None, error: str) -> None:
     """The case stops as `failed` (retryable); `error` says what failed and why."""
     metrics.CASES_FAILED.labels(target or "").inc()
+    ctx.case.failed_state = ctx.case.state  # where `retry` resumes
     ctx.case.state, ctx.case.last_error, ctx.case.next_run_at = CaseState.FAILED, error, None
     _event(ctx, "case.failed", target=target, error=error)
 
@@ -380,12 +402,9 @@ def _receipt_body(ctx: StepContext, steps: list[CaseTarget]) -> dict[str, Any]:
 
 
 def _rules_applied(session: Session, flags: Sequence[Flag]) -> list[dict[str, Any]]:
-    """For flags raised by age checks: the jurisdiction rule each check applied."""
-    ids = []
-    for flag in flags:
-        kind, _, value = (flag.evidence or "").partition(":")
-        if kind == "age-check":
-            ids.append(uuid.UUID(value))
+    """For flags raised by age checks: the jurisdiction rule each check applied. The link is
+    the flag's own column, set by the check; evidence is free text and never parsed."""
+    ids = [flag.age_check_id for flag in flags if flag.age_check_id is not None]
     checks = session.scalars(
         select(AgeCheck).where(AgeCheck.id.in_(ids)).order_by(AgeCheck.checked_at)
     )

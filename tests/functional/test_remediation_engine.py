@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -521,3 +522,103 @@ def test_an_id_a_target_cannot_tell_apart_fails_its_step_and_the_rest_is_purged(
     assert counts == {"history": (2, 2), "media": (1, 1)}
     assert not (media / "u" / "acct.child").exists()
     assert (media / "u" / "acct" / "clip.mp4").read_bytes() == b"acct"
+
+
+def test_evidence_that_looks_like_an_age_check_link_is_only_text(
+    platform: Any, ts: dict[str, str]
+) -> None:
+    """Free-text evidence once reached a UUID parse in the receipt step: the case was
+    reclaimed every lease period forever. The link to a check is the flag's own column."""
+    app, _uploads, _history, worker = platform
+    client = app.test_client()
+    flagged = client.post(
+        "/v1/accounts/acct-child/flags",
+        json={"reason": "user_report", "confidence": "confirmed", "evidence": "age-check:see ticket 12"},
+        headers=ts,
+    )  # fmt: skip
+    case_id = flagged.get_json()["case"]["id"]
+    case = drive(worker, client, ts, case_id, {"completed", "failed"})
+    assert case["state"] == "completed"
+    assert "case.step_failed" not in [e["event"] for e in case["timeline"]]
+    receipt = client.get(f"/v1/cases/{case_id}/receipt", headers=ts).get_json()["receipt"]
+    assert receipt["rules"] == []
+
+
+class PoisonTarget(MemoryTarget):
+    """Its count raises what no target should (not a TargetError) while `poisoned`."""
+
+    poisoned = True
+
+    def count(self, account_id: str) -> int:
+        if self.poisoned:
+            raise RuntimeError("poisoned count (test)")
+        return super().count(account_id)
+
+
+def test_a_step_that_keeps_raising_fails_the_case_after_the_last_attempt(
+    app_factory: Callable[..., Flask], ts: dict[str, str]
+) -> None:
+    app = app_factory(purge_batch_size=5, retry_backoff_cap_seconds=1, max_attempts=3)
+    poison = PoisonTarget("uploads", seed())
+    app.extensions["agegate.targets"] = (poison,)
+    worker, client = make_worker(app), app.test_client()
+    before = client.get("/metrics").text
+    case_id = open_case(client, ts)
+
+    case = drive(worker, client, ts, case_id, {"failed"}, timeout=20)
+
+    failures = [e for e in case["timeline"] if e["event"] == "case.step_failed"]
+    assert [(e["data"]["state"], e["data"]["attempt"]) for e in failures] == [
+        ("awaiting_purge", 1), ("awaiting_purge", 2), ("awaiting_purge", 3)
+    ]  # fmt: skip
+    assert failures[0]["data"]["error"] == "RuntimeError: poisoned count (test)"
+    assert case["last_error"] == (
+        "the awaiting_purge step failed 3 times: RuntimeError: poisoned count (test)"
+    )
+    listed = client.get("/v1/cases?state=failed", headers=ts).get_json()["items"]
+    assert [c["id"] for c in listed] == [case_id]
+    after = client.get("/metrics").text
+    assert grown(before, after, "agegate_step_failures_total", state="awaiting_purge", error="RuntimeError") == 3  # fmt: skip
+    assert grown(before, after, "agegate_cases_failed_total", target="") == 1
+    assert not worker.run_once()  # failed is final until a person acts: no loop
+    assert len(client.get(f"/v1/cases/{case_id}", headers=ts).get_json()["timeline"]) == len(case["timeline"])  # fmt: skip
+
+    poison.poisoned = False
+    assert client.post(f"/v1/cases/{case_id}/retry", headers=ts).status_code == 200
+    assert client.get(f"/v1/cases/{case_id}", headers=ts).get_json()["state"] == "awaiting_purge"
+    drive(worker, client, ts, case_id, {"completed"})
+    assert poison.count("acct-child") == 0 and poison.count("acct-adult") == 7
+
+
+@pytest.mark.parametrize(
+    ("failed_in", "resumed"),
+    [
+        ("dismissed", "dismissed"),
+        ("open", "open"),
+        ("verifying", "verifying"),
+        (None, "awaiting_purge"),
+    ],
+)
+def test_retry_resumes_the_state_a_case_failed_in(
+    platform: Any, ts: dict[str, str], failed_in: str | None, resumed: str
+) -> None:
+    """A dismissed case whose release hooks failed must run them again, never go on to
+    purge; a case failed before the state was kept (None) resumes the start of purging."""
+    from agegate.extensions import db
+    from agegate.remediation.models import Case, CaseState
+
+    app, uploads, _history, worker = platform
+    client = app.test_client()
+    case_id = open_case(client, ts)
+    with app.app_context(), db.new_session() as s:
+        case = s.get(Case, uuid.UUID(case_id))
+        assert case is not None
+        case.state, case.next_run_at = CaseState.FAILED, None
+        case.failed_state = CaseState(failed_in) if failed_in else None
+        s.commit()
+    assert client.post(f"/v1/cases/{case_id}/retry", headers=ts).status_code == 200
+    assert client.get(f"/v1/cases/{case_id}", headers=ts).get_json()["state"] == resumed
+    if failed_in == "dismissed":
+        worker.run_once()
+        assert client.get(f"/v1/cases/{case_id}", headers=ts).get_json()["state"] == "dismissed"
+        assert uploads.count("acct-child") == 23  # released, never purged

@@ -65,3 +65,38 @@ def test_start_refuses_an_old_schema_outside_the_embedded_default(
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_0009_links_a_flag_to_its_age_check_only_where_the_check_exists(
+    app: Flask, make_key: Any
+) -> None:
+    """Evidence is free text: only a reference naming a real check becomes a link."""
+    from agegate.db import utcnow
+    from agegate.extensions import db
+    from agegate.flags.models import Confidence, Flag, FlagReason
+    from agegate.remediation import service
+    from tests.functional.test_age_checks import seed_table
+
+    seed_table(app)
+    client = app.test_client()
+    denied = client.post(
+        "/v1/age-checks",
+        json={"age": 12, "country": "DE", "account_id": "acct-child"},
+        headers=make_key("age-checks:write"),
+    ).get_json()
+    with app.app_context(), db.new_session() as s:
+        for account, evidence in (
+            ("acct-a", "age-check:see ticket 12"),
+            ("acct-b", f"age-check:{uuid.uuid4()}"),
+        ):
+            service.flag_account(
+                s, account_id=account, reason=FlagReason.OTHER, confidence=Confidence.CONFIRMED,
+                evidence=evidence, flagged_by="test", now=utcnow(),
+            )  # fmt: skip
+        s.commit()
+    config = alembic_config(app.extensions["agegate.engine"])
+    command.downgrade(config, "0008")
+    command.upgrade(config, "head")
+    with app.app_context(), db.new_session() as s:
+        links = {f.account_id: f.age_check_id for f in s.query(Flag)}
+    assert links == {"acct-child": uuid.UUID(denied["id"]), "acct-a": None, "acct-b": None}
