@@ -52,7 +52,11 @@ def place(
     if case is not None:
         for step in _steps(session, case.id):
             if step.state is StepState.PURGING and (targets is None or step.name in targets):
+                # Binds from this commit: a worker purging it stops after the batch in
+                # flight, and records what that batch took too (workflow._held_now).
                 step.state = StepState.HELD
+                if step.held_after is None:
+                    step.held_after = step.purged
         service.record_event(
             session, case, "case.hold_placed", actor, now, hold_id=str(hold.id), targets=targets
         )

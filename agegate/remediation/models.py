@@ -118,6 +118,8 @@ class CaseTarget(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None]
+    # How many items the target had purged when a legal hold stopped it (None: never held).
+    held_after: Mapped[int | None]
 
 
 class CaseEvent(Base):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from agegate import logs, metrics
@@ -167,6 +167,7 @@ def _start_purging(ctx: StepContext) -> None:
             purged=0,
             remaining=None if refused else found,
             attempts=0,
+            held_after=0 if state is StepState.HELD else None,
         )
         ctx.session.add(step)
         if refused and state is StepState.PURGING:  # a held one is refused once released
@@ -218,6 +219,8 @@ def _purge_target(ctx: StepContext, step: CaseTarget, target: PurgeTarget) -> bo
             _attempt_failed(ctx, step, exc)
             return False
     while True:
+        if _held_now(ctx, step):  # a hold binds from its commit: not one batch more
+            return True
         context = PurgeContext(
             str(ctx.case.id), purged=step.purged, started_at=ctx.case.purge_after
         )
@@ -238,10 +241,32 @@ def _purge_target(ctx: StepContext, step: CaseTarget, target: PurgeTarget) -> bo
         step.remaining = max((step.remaining or 0) - gone, 0)
         ctx.session.commit()  # progress per batch: a successor resumes from here
         if gone == 0:
-            step.state, step.remaining, step.next_attempt_at = StepState.DONE, 0, None
+            # Done, unless a hold came during the last batch: the hold wins.
+            ctx.session.execute(
+                update(CaseTarget)
+                .where(CaseTarget.id == step.id, CaseTarget.state == StepState.PURGING)
+                .values(state=StepState.DONE, remaining=0, next_attempt_at=None)
+            )
+            _held_now(ctx, step)
             return True
         if not ctx.keep_lease():
             return False
+
+
+def _held_now(ctx: StepContext, step: CaseTarget) -> bool:
+    """Re-read the step: whether a legal hold has taken it since. The worker's own counts are
+    the truth of what was purged before it stopped (the batch in flight included)."""
+    ctx.session.refresh(step, ["state"])
+    if step.state is not StepState.HELD:
+        ctx.session.commit()  # no transaction stays open while the target works
+        return False
+    ctx.session.execute(
+        update(CaseTarget).where(CaseTarget.id == step.id).values(held_after=step.purged)
+    )
+    ctx.session.refresh(step, ["held_after"])
+    _event(ctx, "target.held", target=step.name, purged_before_hold=step.purged)
+    ctx.session.commit()
+    return True
 
 
 def _attempt_failed(ctx: StepContext, step: CaseTarget, exc: Exception) -> None:
@@ -381,7 +406,9 @@ def _receipt_body(ctx: StepContext, steps: list[CaseTarget]) -> dict[str, Any]:
                 "found": s.found,
                 "purged": s.purged,
                 "remaining": s.remaining or 0,
-                "held": False,
+                # Held at some point: what was purged before the hold stopped it.
+                "held": s.held_after is not None,
+                "purged_before_hold": s.held_after,
             }
             for s in steps
         ],

@@ -218,6 +218,7 @@ def test_failures_back_off_then_succeed_and_the_receipt_is_exact(
         "purged": 23,
         "remaining": 0,
         "held": False,
+        "purged_before_hold": None,
     }
 
 
@@ -270,6 +271,10 @@ def test_a_legal_hold_keeps_its_target_until_released(platform: Any, ts: dict[st
     assert history.count("acct-child") == 0
     receipt = client.get(f"/v1/cases/{case_id}/receipt", headers=ts).get_json()["receipt"]
     assert [h["id"] for h in receipt["holds"]] == [hold.get_json()["id"]]
+    held = {
+        t["name"]: (t["held"], t["purged_before_hold"], t["purged"]) for t in receipt["targets"]
+    }
+    assert held == {"uploads": (False, None, 23), "history": (True, 0, 23)}
     assert client.delete(f"/v1/legal-holds/{hold.get_json()['id']}", headers=ts).status_code == 409
 
 
@@ -622,3 +627,59 @@ def test_retry_resumes_the_state_a_case_failed_in(
         worker.run_once()
         assert client.get(f"/v1/cases/{case_id}", headers=ts).get_json()["state"] == "dismissed"
         assert uploads.count("acct-child") == 23  # released, never purged
+
+
+class HoldingTarget(MemoryTarget):
+    """Runs `during` inside its `at`-th batch, before deleting: a hold committed mid-batch."""
+
+    def __init__(
+        self, name: str, items: dict[str, set[str]], at: int, during: Callable[[], None]
+    ) -> None:
+        super().__init__(name, items)
+        self.batches, self.at, self.during = 0, at, during
+
+    def purge_batch(self, account_id: str, limit: int, context: PurgeContext) -> int:
+        self.batches += 1
+        if self.batches == self.at:
+            self.during()
+        return super().purge_batch(account_id, limit, context)
+
+
+def test_a_hold_placed_during_a_batch_stops_the_target_after_it(
+    app_factory: Callable[..., Flask], ts: dict[str, str]
+) -> None:
+    """docs/remediation.md, "Legal holds": the batch in flight ends, and nothing more."""
+    app = app_factory(purge_batch_size=5)
+    client = app.test_client()
+    holds: list[str] = []
+
+    def place_hold() -> None:
+        placed = client.post(
+            "/v1/accounts/acct-child/legal-holds", json={"reason": "litigation"}, headers=ts
+        )
+        assert placed.status_code == 201
+        holds.append(placed.get_json()["id"])
+
+    history = HoldingTarget("history", seed(), at=2, during=place_hold)
+    app.extensions["agegate.targets"] = (history,)
+    worker = make_worker(app)
+    case_id = open_case(client, ts)
+
+    case = drive(worker, client, ts, case_id, {"on_hold"})
+
+    assert history.batches == 2 and history.count("acct-child") == 13  # two batches of 5
+    (step,) = case["targets"]
+    assert step["state"] == "held" and step["purged"] == 10
+    held = [e for e in case["timeline"] if e["event"] == "target.held"]
+    assert [e["data"]["purged_before_hold"] for e in held] == [10]
+    assert not worker.run_once() and history.count("acct-child") == 13  # it waits
+
+    assert client.delete(f"/v1/legal-holds/{holds[0]}", headers=ts).status_code == 200
+    drive(worker, client, ts, case_id, {"completed"})
+    receipt = client.get(f"/v1/cases/{case_id}/receipt", headers=ts).get_json()["receipt"]
+    (target,) = receipt["targets"]
+    assert target == {
+        "name": "history", "kind": "memory", "found": 23, "purged": 23, "remaining": 0,
+        "held": True, "purged_before_hold": 10,
+    }  # fmt: skip
+    assert history.count("acct-adult") == 7
