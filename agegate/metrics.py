@@ -83,6 +83,10 @@ LEASE_RECLAIMS = Counter(
     "agegate_lease_reclaims",
     "Cases taken over from a worker whose lease expired (it died or stalled).",
 )
+LEASES_LOST = Counter(
+    "agegate_leases_lost",
+    "Steps stopped at a write because another worker had taken the case over.",
+)
 RECEIPTS_SIGNED = Counter(
     "agegate_receipts_signed",
     "Receipts signed, by signing key id.",

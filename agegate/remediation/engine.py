@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from agegate import logs, metrics
 from agegate.db import utcnow
 from agegate.remediation import service, workflow
+from agegate.remediation.lease import Lease, LeaseLost
 from agegate.remediation.models import Case
 from agegate.remediation.receipts import ReceiptSigner
 from agegate.remediation.targets.base import PurgeTarget
@@ -78,25 +79,30 @@ class Worker:
             case = session.get(Case, case_id)
             if case is None or case.lease_owner != self.owner:
                 return True
-            ctx = workflow.StepContext(
-                session=session,
-                case=case,
-                targets=self._targets,
-                config=self._config,
-                signer=self._signer,
-                now=utcnow,
-                keep_lease=lambda: service.renew_lease(session, case_id, self.owner, self.lease),
-            )
-            try:
-                workflow.advance(ctx)
-            except Exception as exc:  # an attempt used up, never a loop (docs/remediation.md)
-                session.rollback()
-                self._step_failed(case_id, exc)
-                return True
-            case.step_failures = 0
-            if case.lease_owner == self.owner:
-                case.lease_owner, case.lease_expires_at = None, None
-            session.commit()
+            with Lease(self._engine, case_id, self.owner, self.lease) as lease:
+                lease.fence(session)  # every commit of the step: only while this worker holds it
+                ctx = workflow.StepContext(
+                    session=session,
+                    case=case,
+                    targets=self._targets,
+                    config=self._config,
+                    signer=self._signer,
+                    now=utcnow,
+                    keep_lease=lambda: not lease.lost.is_set(),
+                )
+                try:
+                    workflow.advance(ctx)
+                    case.step_failures = 0
+                    lease.unfence(session)  # a last check, then the lease is given back
+                    case.lease_owner, case.lease_expires_at = None, None
+                    session.commit()
+                except LeaseLost:
+                    session.rollback()
+                    metrics.LEASES_LOST.inc()
+                    log.warning("engine.lease_lost")  # its new holder goes on from the database
+                except Exception as exc:  # an attempt used up, never a loop (docs/remediation.md)
+                    session.rollback()
+                    self._step_failed(case_id, exc)
         return True
 
     def _step_failed(self, case_id: uuid.UUID, exc: Exception) -> None:

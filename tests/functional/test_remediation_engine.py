@@ -683,3 +683,72 @@ def test_a_hold_placed_during_a_batch_stops_the_target_after_it(
         "held": True, "purged_before_hold": 10,
     }  # fmt: skip
     assert history.count("acct-adult") == 7
+
+
+def test_a_worker_whose_lease_was_taken_over_stops_at_its_next_write(
+    app_factory: Callable[..., Flask], ts: dict[str, str]
+) -> None:
+    """docs/remediation.md, "The engine": every write of a step is fenced on the lease."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from agegate.db import utcnow
+    from agegate.extensions import db
+    from agegate.remediation.models import Case, CaseTarget
+
+    app = app_factory(purge_batch_size=5)
+    client = app.test_client()
+
+    def set_lease(owner: str, seconds: float) -> None:
+        with app.app_context(), db.new_session() as s:
+            s.execute(update(Case).values(lease_owner=owner, lease_expires_at=utcnow() + timedelta(seconds=seconds)))  # fmt: skip
+            s.commit()
+
+    # In its second batch the worker stalls past its lease, and another takes the case over.
+    history = HoldingTarget("history", seed(), at=2, during=lambda: set_lease("another-worker", 30))
+    app.extensions["agegate.targets"] = (history,)
+    worker = make_worker(app)
+    before = client.get("/metrics").text
+    case_id = open_case(client, ts)
+
+    case = drive(worker, client, ts, case_id, {"purging"})
+    while history.batches < 2:
+        worker.run_once()
+
+    with app.app_context(), db.new_session() as s:
+        (step,) = s.query(CaseTarget).all()
+        owner = s.get(Case, uuid.UUID(case_id)).lease_owner  # type: ignore[union-attr]
+    assert history.count("acct-child") == 13  # the batch in flight went ...
+    assert step.purged == 5 and owner == "another-worker"  # ... but nothing of it was written
+    assert grown(before, client.get("/metrics").text, "agegate_leases_lost_total") == 1
+
+    set_lease("another-worker", -1)  # the other worker dies in turn: the case is re-claimed
+    case = drive(worker, client, ts, case_id, {"completed"})
+    assert "case.lease_reclaimed" in [e["event"] for e in case["timeline"]]
+    receipt = client.get(f"/v1/cases/{case_id}/receipt", headers=ts).get_json()["receipt"]
+    (target,) = receipt["targets"]
+    assert (target["found"], target["purged"], target["remaining"]) == (23, 23, 0)
+    assert history.count("acct-child") == 0 and history.count("acct-adult") == 7
+
+
+def test_a_batch_longer_than_the_lease_keeps_it(
+    app_factory: Callable[..., Flask], ts: dict[str, str]
+) -> None:
+    """The heartbeat renews the lease while a step runs: a slow batch is not taken over."""
+    from agegate.db import utcnow
+
+    app = app_factory(purge_batch_size=5, lease_seconds=1)
+    client = app.test_client()
+    claims: list[object] = []
+
+    def stall() -> None:
+        time.sleep(1.6)  # longer than the lease
+        claims.append(make_worker(app)._claim(utcnow()))
+
+    history = HoldingTarget("history", seed(), at=1, during=stall)
+    app.extensions["agegate.targets"] = (history,)
+    case_id = open_case(client, ts)
+    case = drive(make_worker(app), client, ts, case_id, {"completed"})
+    assert claims == [None]  # the other worker found nothing to claim
+    assert "case.lease_reclaimed" not in [e["event"] for e in case["timeline"]]
