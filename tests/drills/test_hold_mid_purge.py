@@ -10,7 +10,6 @@ held and how much was purged before the hold. A bystander's rows are untouched.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,30 +21,17 @@ from agegate.remediation.receipts import verify
 from tests.drills.test_failing_targets import case_of, reach
 from tests.support.drills import report, wait_for
 from tests.support.workers import (
+    items_of,
     make_platform,
     open_confirmed_cases,
-    platform_targets,
     rows_of,
+    slowed_targets,
     start_worker,
     worker_env,
 )
 
 CHILD, BYSTANDER = "acct-child", "acct-bystander"
 GENERATIONS, BATCH = 100, 10  # 300 items: 30 batches of 10, about 0.05 s each
-
-
-def items_left(platform: Path, account: str) -> int:
-    conn = sqlite3.connect(platform)
-    try:
-        gens = conn.execute("SELECT count(*) FROM generations WHERE account_id = ?", (account,))
-        outs = conn.execute(
-            "SELECT count(*) FROM generation_outputs o JOIN generations g"
-            " ON o.generation_id = g.id WHERE g.account_id = ?",
-            (account,),
-        )
-        return int(gens.fetchone()[0]) + int(outs.fetchone()[0])
-    finally:
-        conn.close()
 
 
 def test_drill_a_hold_placed_mid_purge_binds_at_once(
@@ -56,8 +42,7 @@ def test_drill_a_hold_placed_mid_purge_binds_at_once(
 ) -> None:
     platform = tmp_path / "platform.db"
     make_platform(platform, {CHILD: GENERATIONS, BYSTANDER: 10})
-    targets = platform_targets(tmp_path, platform)
-    targets.write_text(targets.read_text().replace("kind: sql", "kind: slow-sql"))
+    targets = slowed_targets(tmp_path, platform)
     settings = {
         "targets_file": str(targets),
         "purge_batch_size": BATCH,
@@ -67,21 +52,21 @@ def test_drill_a_hold_placed_mid_purge_binds_at_once(
     client = app.test_client()
     headers = make_key("cases:read", "cases:write", "legal-holds:write")
     bystander_before = rows_of(platform, BYSTANDER)
-    total = items_left(platform, CHILD)
+    total = items_of(platform, CHILD)
     open_confirmed_cases(app, [CHILD])
     worker = start_worker(worker_env(settings_overrides, settings))
     try:
         case_id = case_of(client, headers, CHILD)
-        wait_for(lambda: items_left(platform, CHILD) <= total - 3 * BATCH, 30, "purging to begin")
+        wait_for(lambda: items_of(platform, CHILD) <= total - 3 * BATCH, 30, "purging to begin")
         placed = client.post(
             f"/v1/accounts/{CHILD}/legal-holds", json={"reason": "litigation"}, headers=headers
         )
         assert placed.status_code == 201
-        at_hold = items_left(platform, CHILD)
+        at_hold = items_of(platform, CHILD)
         reach(client, headers, case_id, "on_hold")
-        stopped = items_left(platform, CHILD)
+        stopped = items_of(platform, CHILD)
         time.sleep(1.0)  # twenty batches' time: none of them may run
-        later = items_left(platform, CHILD)
+        later = items_of(platform, CHILD)
         held_case = client.get(f"/v1/cases/{case_id}", headers=headers).get_json()
 
         released = client.delete(f"/v1/legal-holds/{placed.get_json()['id']}", headers=headers)
@@ -111,7 +96,7 @@ def test_drill_a_hold_placed_mid_purge_binds_at_once(
     ]
     (hold,) = receipt["holds"]
     assert hold["id"] == placed.get_json()["id"] and hold["released_at"]
-    assert items_left(platform, CHILD) == 0
+    assert items_of(platform, CHILD) == 0
     assert rows_of(platform, BYSTANDER) == bystander_before
     report(
         "hold-mid-purge",

@@ -22,14 +22,14 @@ from typing import Any
 from flask import Flask
 
 from tests.drills.test_failing_targets import case_of, reach, worker_metrics
-from tests.drills.test_hold_mid_purge import items_left
 from tests.support.drills import report, wait_for
 from tests.support.metrics import sample
 from tests.support.workers import (
+    items_of,
     make_platform,
     open_confirmed_cases,
-    platform_targets,
     rows_of,
+    slowed_targets,
     start_worker,
     worker_env,
 )
@@ -46,8 +46,7 @@ def test_drill_a_stalled_worker_is_taken_over_and_stops_at_its_next_write(
 ) -> None:
     platform = tmp_path / "platform.db"
     make_platform(platform, {CHILD: 100, BYSTANDER: 10})
-    targets = platform_targets(tmp_path, platform)
-    targets.write_text(targets.read_text().replace("kind: sql", "kind: slow-sql"))
+    targets = slowed_targets(tmp_path, platform)
     settings = {
         "targets_file": str(targets),
         "purge_batch_size": 10,
@@ -58,7 +57,7 @@ def test_drill_a_stalled_worker_is_taken_over_and_stops_at_its_next_write(
     client = app.test_client()
     headers = make_key("cases:read")
     bystander_before = rows_of(platform, BYSTANDER)
-    total = items_left(platform, CHILD)
+    total = items_of(platform, CHILD)
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     env = worker_env(settings_overrides, settings)
@@ -69,12 +68,12 @@ def test_drill_a_stalled_worker_is_taken_over_and_stops_at_its_next_write(
     second = None
     try:
         case_id = case_of(client, headers, CHILD)
-        wait_for(lambda: items_left(platform, CHILD) <= total - 30, 30, "purging to begin")
+        wait_for(lambda: items_of(platform, CHILD) <= total - 30, 30, "purging to begin")
         os.kill(first.pid, signal.SIGSTOP)
         stopped_at = time.monotonic()
-        at_stop = items_left(platform, CHILD)
+        at_stop = items_of(platform, CHILD)
         second = start_worker(env, log=logs[1])
-        wait_for(lambda: items_left(platform, CHILD) < at_stop - 10, 30, "the takeover")
+        wait_for(lambda: items_of(platform, CHILD) < at_stop - 10, 30, "the takeover")
         taken_over_after = time.monotonic() - stopped_at
         os.kill(first.pid, signal.SIGCONT)
         reach(client, headers, case_id, "completed")
@@ -100,7 +99,7 @@ def test_drill_a_stalled_worker_is_taken_over_and_stops_at_its_next_write(
     ]
     assert sample(counted, "agegate_leases_lost_total") == 1
     assert sample(counted, "agegate_receipts_signed_total") == 1
-    assert items_left(platform, CHILD) == 0
+    assert items_of(platform, CHILD) == 0
     assert rows_of(platform, BYSTANDER) == bystander_before
     report(
         "stalled-worker",

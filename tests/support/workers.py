@@ -94,6 +94,29 @@ def platform_targets(directory: Path, platform: Path) -> Path:
     return targets
 
 
+def slowed_targets(directory: Path, platform: Path) -> Path:
+    """platform_targets with the `sql` target slowed before each batch (slow_sql_target.py);
+    a worker needs AGEGATE_TARGET_PLUGINS=tests.support.slow_sql_target."""
+    targets = platform_targets(directory, platform)
+    targets.write_text(targets.read_text().replace("kind: sql", "kind: slow-sql"))
+    return targets
+
+
+def items_of(path: Path, account: str) -> int:
+    """How many of the account's generations and outputs the platform still holds."""
+    conn = sqlite3.connect(path)
+    try:
+        gens = conn.execute("SELECT count(*) FROM generations WHERE account_id = ?", (account,))
+        outs = conn.execute(
+            "SELECT count(*) FROM generation_outputs o JOIN generations g"
+            " ON o.generation_id = g.id WHERE g.account_id = ?",
+            (account,),
+        )
+        return int(gens.fetchone()[0]) + int(outs.fetchone()[0])
+    finally:
+        conn.close()
+
+
 def rows_of(path: Path, account: str) -> list[Any]:
     """Every row of the account's generations and outputs, in a stable order."""
     conn = sqlite3.connect(path)
