@@ -52,7 +52,7 @@ class Lease:
         self.case_id, self.owner, self.length = case_id, owner, length
         self.lost = threading.Event()
         self._stop = threading.Event()
-        self._fenced: list[Session] = []
+        self._fenced: Session | None = None
         self._thread = threading.Thread(target=self._beat, name=f"lease-{case_id}", daemon=True)
 
     def __enter__(self) -> Lease:
@@ -67,19 +67,19 @@ class Lease:
     ) -> None:
         self._stop.set()
         self._thread.join()
-        for session in self._fenced:
-            event.remove(session, "before_commit", self._check)
-        self._fenced.clear()
+        if self._fenced is not None:
+            event.remove(self._fenced, "before_commit", self._check)
+            self._fenced = None
 
     def fence(self, session: Session) -> None:
         event.listen(session, "before_commit", self._check)
-        self._fenced.append(session)
+        self._fenced = session
 
     def unfence(self, session: Session) -> None:
         """For the commit that gives the lease back (after one last check)."""
         self._check(session)
         event.remove(session, "before_commit", self._check)
-        self._fenced.remove(session)
+        self._fenced = None
 
     def _check(self, session: Session) -> None:
         held = session.execute(_renew(self.case_id, self.owner, self.length)).rowcount  # type: ignore[attr-defined]

@@ -260,10 +260,7 @@ def _held_now(ctx: StepContext, step: CaseTarget) -> bool:
     if step.state is not StepState.HELD:
         ctx.session.commit()  # no transaction stays open while the target works
         return False
-    ctx.session.execute(
-        update(CaseTarget).where(CaseTarget.id == step.id).values(held_after=step.purged)
-    )
-    ctx.session.refresh(step, ["held_after"])
+    step.held_after = step.purged  # the flush writes this column only, never the state
     _event(ctx, "target.held", target=step.name, purged_before_hold=step.purged)
     ctx.session.commit()
     return True

@@ -63,11 +63,14 @@ class Layout:
             text.append(piece.text if piece.regex is None else f"\0{piece.regex}\0")
         return None
 
+    def _after(self) -> tuple[Piece, ...]:
+        """The pieces after the first `{account_id}`."""
+        return self.pieces[[p.is_id for p in self.pieces].index(True) + 1 :]
+
     def run(self) -> str:
         """The literal text right after the first `{account_id}`, up to a wildcard or id."""
-        after = self.pieces[[p.is_id for p in self.pieces].index(True) + 1 :]
         text: list[str] = []
-        for piece in after:
+        for piece in self._after():
             if piece.is_id or piece.regex is not None:
                 break
             text.append(piece.text)
@@ -75,8 +78,7 @@ class Layout:
 
     def names_exact_items(self) -> bool:
         """Whether only literal text follows the first `{account_id}`."""
-        after = self.pieces[[p.is_id for p in self.pieces].index(True) + 1 :]
-        return not any(p.is_id or p.regex is not None for p in after)
+        return not any(p.is_id or p.regex is not None for p in self._after())
 
     def account_of(self, item: str) -> str | None:
         """Which id this template would read `item` as (for a message), if it can tell."""
