@@ -115,7 +115,7 @@ def _run_hooks(ctx: StepContext, phase: str, hooks: Sequence[HttpRequest]) -> bo
             if failures + 1 >= ctx.config.max_attempts:
                 _fail(ctx, hook.name, f"{phase} hook {hook.name}: {exc}")
                 return False
-            delay = max(_backoff(ctx, failures + 1), exc.retry_after)
+            delay = max(_backoff(ctx, failures + 1), _told_wait(ctx, exc.retry_after))
             ctx.case.next_run_at = ctx.now() + timedelta(seconds=delay)
             return False
     return True
@@ -125,6 +125,12 @@ def _backoff(ctx: StepContext, attempt: int) -> float:
     """Exponential backoff with jitter, capped: about 2, 4, 8 ... seconds."""
     jitter = random.uniform(0.5, 1.5)  # noqa: S311 (spreading retries, not cryptography)
     return min(2.0**attempt, ctx.config.backoff_cap.total_seconds()) * jitter
+
+
+def _told_wait(ctx: StepContext, seconds: float) -> float:
+    """A wait a target was told (HTTP Retry-After), honoured up to the backoff cap: a
+    service cannot park a case for longer than the engine would."""
+    return min(max(seconds, 0.0), ctx.config.backoff_cap.total_seconds())
 
 
 def _held_targets(ctx: StepContext) -> set[str]:
@@ -227,7 +233,10 @@ def _purge_target(ctx: StepContext, step: CaseTarget, target: PurgeTarget) -> bo
         try:
             gone = target.purge_batch(ctx.case.account_id, ctx.config.batch_size, context)
         except TargetPending as pending:  # accepted and in progress: no attempt is used up
-            step.next_attempt_at = ctx.now() + timedelta(seconds=pending.retry_after)
+            wait = pending.poll_seconds
+            if pending.told is not None:  # at least a second: no polling in a loop
+                wait = max(_told_wait(ctx, pending.told), 1.0)
+            step.next_attempt_at = ctx.now() + timedelta(seconds=wait)
             return False
         except AccountIdRefused as exc:  # no attempt can change that: the case fails now
             _refuse(ctx, step, str(exc))
@@ -274,7 +283,7 @@ def _attempt_failed(ctx: StepContext, step: CaseTarget, exc: Exception) -> None:
         step.state = StepState.FAILED
         _fail(ctx, step.name, f"target {step.name}: {step.last_error}")
         return
-    delay = max(_backoff(ctx, step.attempts), getattr(exc, "retry_after", 0.0))
+    delay = max(_backoff(ctx, step.attempts), _told_wait(ctx, getattr(exc, "retry_after", 0.0)))
     step.next_attempt_at = ctx.now() + timedelta(seconds=delay)
     _event(
         ctx,
