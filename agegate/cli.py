@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import getpass
+import heapq
 import os
 import sys
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import click
@@ -129,16 +132,53 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
+@click.option(
+    "--receipts",
+    "receipts_dir",
+    type=click.Path(path_type=Path),
+    help="A folder of receipts kept outside agegate (*.json, as GET /v1/cases/{id}/receipt "
+    "gave them): the chain must hold their anchors too.",
+)
 @with_appcontext
-def audit_verify() -> None:
-    """Check every link of the chain; exit 1 at the first broken one."""
+def audit_verify(receipts_dir: Path | None) -> None:
+    """Check every link of the chain, and that it still holds the audit anchor of every
+    receipt; exit 1 at the first broken one."""
+    from agegate.remediation import anchors, service
+    from agegate.remediation.receipts import jwks
+
+    folder = None
+    if receipts_dir is not None:  # read before the snapshot below, which then holds them all
+        with db.new_session() as session:
+            key_set = jwks(service.receipt_keys(session))
+        folder = anchors.read_folder(receipts_dir, key_set)
+        for problem in folder.problems:
+            click.echo(problem, err=True)
+    kept = folder.anchors if folder else []
     with db.new_session() as session:
-        result = audit.verify(session)
+        if session.get_bind().dialect.name == "postgresql":
+            # One snapshot for the chain, its head and the receipts, so that a service
+            # writing meanwhile is no false alarm. (SQLite's transaction already is one.)
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        with closing(anchors.stored_anchors(session)) as stored:
+            result = audit.verify(session, heapq.merge(stored, kept))
+        predating = anchors.stored_without_anchor(session) + (
+            folder.without_anchor if folder else 0
+        )
     if not result.ok:
         click.echo(f"audit chain BROKEN at event {result.broken_at}: {result.problem}", err=True)
         click.echo(f"{result.events} events before it verified", err=True)
         sys.exit(1)
-    click.echo(f"audit chain intact: {result.events} events verified")
+    summary = f"audit chain intact: {result.events} events verified, {result.anchors} receipt anchors hold"
+    if predating:
+        summary += f" ({predating} receipts predate anchors)"
+    if folder is not None:
+        summary += f"; {folder.read} files read from {receipts_dir}"
+    click.echo(summary)
+    if folder is not None and folder.problems:
+        click.echo(
+            f"{len(folder.problems)} of those files are not receipts agegate signed", err=True
+        )
+        sys.exit(1)
 
 
 @cli.command()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
@@ -67,25 +67,48 @@ def event_hash(entry: AuditEvent) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@dataclass(frozen=True, order=True)
+class Anchor:
+    """A point of the chain recorded outside it: event `seq` had hash `hash`. Receipts
+    carry one each, so cutting the chain's tail and resetting its head is found out."""
+
+    seq: int
+    hash: str
+    source: str = field(compare=False, default="")  # who recorded it, for the report
+
+
+def head(session: Session) -> Anchor:
+    """The end of the chain as this transaction sees it (its own appends included)."""
+    seq, last_hash = session.execute(
+        select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == 1)
+    ).one()
+    return Anchor(seq, last_hash)
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     events: int
     broken_at: int | None = None
     problem: str | None = None
+    anchors: int = 0  # anchors found in the chain
 
     @property
     def ok(self) -> bool:
         return self.broken_at is None
 
 
-def verify(session: Session) -> VerifyResult:
-    """Walk the chain in order; report the first event whose link or content does not hold."""
+def verify(session: Session, anchors: Iterable[Anchor] = ()) -> VerifyResult:
+    """Walk the chain in order; report the first event whose link or content does not hold,
+    or that an anchor (given in `seq` order) names and the chain no longer holds."""
     with closing(_events(session)) as events:
-        return _walk(session, events)
+        return _walk(session, events, iter(anchors))
 
 
-def _walk(session: Session, events: Iterator[AuditEvent]) -> VerifyResult:
-    expected_prev, expected_seq, count = GENESIS_HASH, 1, 0
+def _walk(
+    session: Session, events: Iterator[AuditEvent], anchors: Iterator[Anchor]
+) -> VerifyResult:
+    expected_prev, expected_seq, count, matched = GENESIS_HASH, 1, 0, 0
+    anchor = next(anchors, None)
     for entry in events:
         if entry.seq != expected_seq:
             return VerifyResult(count, expected_seq, f"event {expected_seq} is missing")
@@ -97,13 +120,29 @@ def _walk(session: Session, events: Iterator[AuditEvent]) -> VerifyResult:
             return VerifyResult(
                 count, entry.seq, f"event {entry.seq} was changed after it was written"
             )
+        while anchor is not None and anchor.seq <= entry.seq:
+            if anchor.seq != entry.seq or anchor.hash != entry.hash:
+                return VerifyResult(
+                    count,
+                    anchor.seq,
+                    f"{anchor.source} anchors event {anchor.seq}, and the chain does not hold "
+                    "that event: the log was rewritten",
+                )
+            matched, anchor = matched + 1, next(anchors, None)
         expected_prev, expected_seq, count = entry.hash, entry.seq + 1, count + 1
+    if anchor is not None:  # before the head: a cut tail comes with a head put back to match
+        return VerifyResult(
+            count,
+            anchor.seq,
+            f"event {anchor.seq}, anchored by {anchor.source}, is missing: the chain ends at "
+            f"event {count}",
+        )
     head = session.get(AuditHead, 1)
     if head is None or head.last_seq != count or head.last_hash != expected_prev:
         return VerifyResult(
             count, count + 1, f"the chain ends at event {count} but its head records more events"
         )
-    return VerifyResult(count)
+    return VerifyResult(count, anchors=matched)
 
 
 def _events(session: Session) -> Generator[AuditEvent]:

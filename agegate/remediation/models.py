@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ColumnElement,
     ForeignKey,
     Index,
@@ -175,6 +176,10 @@ class Receipt(Base):
     signature: Mapped[str] = mapped_column(Text)
     kid: Mapped[str] = mapped_column(String(64))
     issued_at: Mapped[datetime]
+    # The audit head at issue (also in the signed body): `agegate audit verify` checks that
+    # the chain still holds it. None for receipts issued before anchors existed.
+    audit_seq: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    audit_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class ReceiptKey(Base):

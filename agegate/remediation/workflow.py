@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from agegate import logs, metrics
 from agegate.age_checks.models import AgeCheck
+from agegate.audit import service as audit
 from agegate.flags.models import Confidence, Flag
 from agegate.remediation import service
 from agegate.remediation.models import Case, CaseState, CaseTarget, LegalHold, Receipt, StepState
@@ -374,7 +375,8 @@ def _complete(ctx: StepContext, steps: list[CaseTarget]) -> None:
     _event(ctx, "case.completed")
     if ctx.signer is None:
         raise RuntimeError("no receipt signing key: set AGEGATE_RECEIPT_SIGNING_KEY")
-    document = ctx.signer.sign(_receipt_body(ctx, steps))
+    anchor = audit.head(ctx.session)  # case.completed, just appended: it commits with this
+    document = ctx.signer.sign(_receipt_body(ctx, steps, anchor))
     ctx.session.add(
         Receipt(
             case_id=case.id,
@@ -382,13 +384,17 @@ def _complete(ctx: StepContext, steps: list[CaseTarget]) -> None:
             signature=document["signature"],
             kid=document["kid"],
             issued_at=now,
+            audit_seq=anchor.seq,
+            audit_hash=anchor.hash,
         )
     )
     metrics.RECEIPTS_SIGNED.labels(document["kid"]).inc()
     _event(ctx, "receipt.issued", kid=document["kid"])
 
 
-def _receipt_body(ctx: StepContext, steps: list[CaseTarget]) -> dict[str, Any]:
+def _receipt_body(
+    ctx: StepContext, steps: list[CaseTarget], anchor: audit.Anchor
+) -> dict[str, Any]:
     case, session = ctx.case, ctx.session
     flags = session.scalars(select(Flag).where(Flag.case_id == case.id)).all()
     reasons = sorted({f.reason.value for f in flags})
@@ -431,6 +437,8 @@ def _receipt_body(ctx: StepContext, steps: list[CaseTarget]) -> dict[str, Any]:
         "rules": _rules_applied(session, flags),
         "issued_at": ctx.now().isoformat(),
         "agegate_version": ctx.config.version,
+        # The audit head at issue: if the log is ever cut back past it, verify says so.
+        "audit_anchor": {"seq": anchor.seq, "hash": anchor.hash},
     }
 
 
