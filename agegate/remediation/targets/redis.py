@@ -10,11 +10,17 @@ holding a delimiter, a character no accepted id contains. `gen:history:{account_
 needs an `account_id_pattern` whose ids cannot contain `:`; `gen:{account_id}/*` needs
 nothing, no account id holding `/`. A wildcard right next to `{account_id}` is refused
 (`gen:{account_id}*` would let `acct-1` match `acct-10`).
+
+A step scans the keyspace once per pattern. The pass that counts an account's keys is kept
+(for a few accounts, a few minutes) and the batches that follow UNLINK from it, so purging
+never starts SCAN over from cursor 0; a batch without a pass to continue (a fresh worker, a
+retry) makes one first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections import OrderedDict, deque
 from typing import Any
 
 import redis
@@ -30,6 +36,8 @@ from agegate.remediation.targets.ids import PATTERN_KEY, AccountIds, delimiter
 from agegate.remediation.targets.overlap import Layout, Piece
 
 SCAN_COUNT = 1000
+KEPT_PASSES = 8  # accounts whose pass a target keeps between calls
+PASS_SECONDS = 300.0  # a pass no batch continued for this long is stale: scan afresh
 _ACCOUNT = "{account_id}"
 _GLOB_SPECIAL = "\\*?[]"
 
@@ -147,6 +155,9 @@ class RedisTarget:
         )
         # from_pool: closing the client also disconnects the pool it owns.
         self.client = redis.Redis.from_pool(pool)
+        # Per account, the keys the last pass found that no batch has unlinked yet, and when
+        # that pass (or the batch that last went on from it) ended.
+        self._passes: OrderedDict[str, tuple[float, deque[bytes]]] = OrderedDict()
 
     @classmethod
     def from_config(cls, config: dict[str, Any], location: str) -> RedisTarget:
@@ -192,14 +203,19 @@ class RedisTarget:
         escaped = escape_glob(self.ids.checked(account_id))
         return [p.replace(_ACCOUNT, escaped) for p in self.patterns]
 
-    def _keys(self, account_id: str) -> Iterator[bytes]:
-        """Every matching key once (patterns may overlap), as SCAN finds them."""
-        seen: set[bytes] = set()
+    def _pass(self, account_id: str) -> deque[bytes]:
+        """Every matching key once (patterns may overlap): one SCAN pass per pattern."""
+        found: dict[bytes, None] = {}
         for match in self._matches(account_id):
             for key in self.client.scan_iter(match=match, count=SCAN_COUNT):
-                if key not in seen:
-                    seen.add(key)
-                    yield key
+                found[key] = None
+        return deque(found)
+
+    def _keep(self, account_id: str, keys: deque[bytes]) -> None:
+        self._passes[account_id] = (time.monotonic(), keys)
+        self._passes.move_to_end(account_id)
+        while len(self._passes) > KEPT_PASSES:
+            self._passes.popitem(last=False)
 
     def check(self) -> None:
         try:
@@ -210,26 +226,27 @@ class RedisTarget:
     def count(self, account_id: str) -> int:
         self._matches(account_id)  # validate before any round trip
         try:
-            return sum(1 for _ in self._keys(account_id))
+            keys = self._pass(account_id)
         except RedisError as exc:
             raise TargetError(f"{self.name}: {type(exc).__name__}: {exc}") from None
+        self._keep(account_id, keys)  # the purge that follows goes on from this pass
+        return len(keys)
 
     def purge_batch(self, account_id: str, limit: int, context: PurgeContext) -> int:
         self._matches(account_id)
         try:
-            while True:
-                keys: list[bytes] = []
-                for key in self._keys(account_id):
-                    keys.append(key)
-                    if len(keys) >= limit:
-                        break
-                if not keys:
-                    return 0
-                removed = int(self.client.unlink(*keys))
-                # All found keys expired before UNLINK: look again rather than report "none left".
-                if removed or len(keys) < limit:
+            kept_at, pending = self._passes.pop(account_id, (0.0, None))
+            if pending is None or time.monotonic() - kept_at > PASS_SECONDS:
+                pending = self._pass(account_id)
+            while pending:
+                batch = [pending.popleft() for _ in range(min(limit, len(pending)))]
+                removed = int(self.client.unlink(*batch))
+                if removed:
+                    self._keep(account_id, pending)  # emptied, it answers the next call: 0
                     return removed
-        except RedisError as exc:
+                # Every key of the batch expired since the pass: go on to the next batch.
+            return 0
+        except RedisError as exc:  # the pass is dropped: a retry scans afresh
             raise TargetError(f"{self.name}: {type(exc).__name__}: {exc}") from None
 
     def close(self) -> None:
