@@ -168,15 +168,18 @@ def audit_verify(receipts_dir: Path | None) -> None:
         click.echo(f"audit chain BROKEN at event {result.broken_at}: {result.problem}", err=True)
         click.echo(f"{result.events} events before it verified", err=True)
         sys.exit(1)
-    summary = f"audit chain intact: {result.events} events verified, {result.anchors} receipt anchors hold"
+    summary = (
+        f"audit chain intact: {result.events} events verified, "
+        f"{result.anchors} receipt anchor(s) found in it"
+    )
     if predating:
-        summary += f" ({predating} receipts predate anchors)"
+        summary += f" ({predating} receipt(s) predate anchors)"
     if folder is not None:
-        summary += f"; {folder.read} files read from {receipts_dir}"
+        summary += f"; {folder.read} file(s) read from {receipts_dir}"
     click.echo(summary)
     if folder is not None and folder.problems:
         click.echo(
-            f"{len(folder.problems)} of those files are not receipts agegate signed", err=True
+            f"{len(folder.problems)} problem(s) with the receipts in {receipts_dir}", err=True
         )
         sys.exit(1)
 
