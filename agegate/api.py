@@ -104,7 +104,7 @@ def load_json_body(schema: ma.Schema) -> dict[str, Any]:
     """
     try:
         data = json.loads(_read_body())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to read
         raise errors.BadRequestError(
             "The request body is not valid JSON.", code="malformed_json"
         ) from None

@@ -175,6 +175,15 @@ def render_http_exception(error: HTTPException) -> Response:
             headers=headers,
             errors=flatten_messages(messages),
         )
+    if status == 413:
+        limit = request.max_content_length
+        return problem(
+            413,
+            "payload_too_large",
+            f"The request body is larger than the limit of {limit} bytes.",
+            headers=headers,
+            limit_bytes=limit,
+        )
     code = HTTP_CODES.get(status, f"http_{status}")
     return problem(status, code, error.description or HTTPStatus(status).phrase, headers=headers)
 

@@ -6,12 +6,12 @@ from typing import Any
 
 from flask import Response
 from flask.typing import ResponseReturnValue
-from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from agegate import logs, metrics
 from agegate.api_keys.auth import public
+from agegate.blueprints import Blueprint
 from agegate.db import SQLITE_BEGIN
 from agegate.errors import problem
 from agegate.extensions import db, store

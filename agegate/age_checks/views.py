@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Response, current_app
-from flask_smorest import Blueprint
 
 from agegate import metrics
 from agegate.age_checks import service
@@ -14,6 +13,7 @@ from agegate.api import json_response, load_json_body
 from agegate.api_keys.auth import current_principal, requires
 from agegate.api_keys.models import Scope
 from agegate.apidoc import doc_only
+from agegate.blueprints import Blueprint
 from agegate.db import call_after_commit, utcnow
 from agegate.extensions import db
 from agegate.jurisdictions.cache import current_table

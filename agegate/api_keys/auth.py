@@ -10,12 +10,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Request, current_app
-from flask_smorest import Blueprint
 
 from agegate.api_keys.models import Scope
 from agegate.api_keys.ratelimit import RateLimiter
 from agegate.api_keys.service import Principal, authenticate
 from agegate.apidoc import doc_only
+from agegate.blueprints import Blueprint
 from agegate.db import SQLITE_BEGIN
 from agegate.edge import current_request
 from agegate.errors import (

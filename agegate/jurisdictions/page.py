@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, time
 
 from flask import Response, render_template
-from flask_smorest import Blueprint
 
 from agegate.api_keys.auth import public
+from agegate.blueprints import Blueprint
 from agegate.db import utcnow
 from agegate.jurisdictions import codes
 from agegate.jurisdictions.cache import current_table

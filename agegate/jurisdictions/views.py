@@ -10,10 +10,10 @@ from typing import Any
 
 import marshmallow as ma
 from flask import Response, request
-from flask_smorest import Blueprint
 
 from agegate.api_keys.auth import current_principal, requires
 from agegate.api_keys.models import Scope
+from agegate.blueprints import Blueprint
 from agegate.db import utcnow
 from agegate.errors import BadRequestError, ValidationError
 from agegate.extensions import db
@@ -166,7 +166,7 @@ def _import_rows() -> list[Any]:
         return files.read_csv(request.get_data(as_text=True))
     try:
         body = json.loads(request.get_data())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to read
         raise BadRequestError(
             "The request body is not valid JSON.", code="malformed_json"
         ) from None

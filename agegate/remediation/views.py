@@ -6,12 +6,12 @@ import uuid
 from typing import Any
 
 from flask import Response, current_app, request
-from flask_smorest import Blueprint
 
 from agegate.accounts import ACCOUNT_ID_RULE, is_valid_account_id
 from agegate.api import json_response
 from agegate.api_keys.auth import current_principal, public, requires
 from agegate.api_keys.models import Scope
+from agegate.blueprints import Blueprint
 from agegate.db import call_after_commit, utcnow
 from agegate.errors import ValidationError
 from agegate.extensions import db, store

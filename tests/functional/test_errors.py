@@ -154,7 +154,39 @@ def test_too_large_body_is_413(
         data=b"x" * size,
         headers={**make_key("cases:write"), "Content-Type": "application/json"},
     )
-    assert_problem(response, 413, "payload_too_large")
+    body = assert_problem(response, 413, "payload_too_large")
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    assert body["limit_bytes"] == limit
+    assert body["detail"] == f"The request body is larger than the limit of {limit} bytes."
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/age-checks"),
+        ("POST", "/v1/accounts/acct-1/flags"),
+        ("PUT", "/v1/jurisdictions/DE"),
+        ("POST", "/v1/jurisdictions/import?change_reason=test"),
+    ],
+)
+@pytest.mark.parametrize("opening", ["[", '{"a":'])
+def test_json_nested_too_deeply_to_read_is_400(
+    client: FlaskClient,
+    make_key: Callable[..., dict[str, str]],
+    method: str,
+    path: str,
+    opening: str,
+) -> None:
+    depth = 50_000  # far beyond the recursion limit, well within the size limit
+    closing = "]" if opening == "[" else "}"
+    data = opening * depth + "1" + closing * depth
+    response = client.open(
+        path,
+        method=method,
+        data=data,
+        headers={**make_key(*(s.value for s in Scope)), "Content-Type": "application/json"},
+    )
+    assert_problem(response, 400, "malformed_json")
 
 
 def test_500_never_echoes_the_exception(
