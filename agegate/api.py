@@ -110,9 +110,7 @@ def load_json_body(schema: ma.Schema) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise errors.ValidationError(
-            "the body must be a JSON object",
-            errors={"_body": ["not a JSON object"]},
-            code="body_not_an_object",
+            "the body must be a JSON object", errors={"_body": ["not a JSON object"]}
         )
     loaded: dict[str, Any] = schema.load(data)
     return loaded

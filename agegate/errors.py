@@ -8,10 +8,13 @@ renders every error (routing 404/405, 413, 415, malformed JSON and 500 included)
 from __future__ import annotations
 
 import logging
+import re
+from collections import Counter
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import marshmallow as ma
 from flask import Flask, Response, json, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -129,14 +132,25 @@ def problem(
         "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
-        "instance": request.path,
         "code": code,
         **extensions,
     }
+    if (instance := _operation_path()) is not None:
+        body["instance"] = instance
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def _operation_path() -> str | None:
+    """The operation's path with its parameters as `{name}` (`/v1/cases/{case_id}`), never
+    the values sent: a path can carry anything a client typed. None off every route."""
+    rule = request.url_rule
+    return None if rule is None else _PARAMETER.sub(r"{\1}", rule.rule)
+
+
+_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 def render_domain_error(error: AgegateError) -> Response:
@@ -208,23 +222,41 @@ def render_unexpected(error: BaseException) -> Response:
     return problem(500, "internal_error", "An unexpected error occurred; it has been logged.")
 
 
+# marshmallow's message for a field the schema does not declare (the key is the name sent).
+UNKNOWN_FIELD = ma.Schema._default_error_messages["unknown"]
+
+
 def flatten_messages(messages: Mapping[str, Any]) -> dict[str, list[str]]:
-    """webargs nests errors by location and field; clients want "field.sub" → messages."""
+    """webargs nests errors by location and field; clients want "field.sub" → messages.
+
+    A field the schema does not know is counted where it was sent (`_body`, `_query`, or
+    the object that held it), never named: its name is what the client sent, and a birth
+    date typed as a key must not come back.
+    """
     flat: dict[str, list[str]] = {}
-    for location_errors in messages.values():
-        _flatten("", location_errors, flat)
+    unknown: Counter[str] = Counter()
+    for location, location_errors in messages.items():
+        top = "_body" if location in ("json", "form") else f"_{location}"
+        _flatten("", top, location_errors, flat, unknown)
+    for place, count in unknown.items():
+        flat.setdefault(place, []).append(f"{count} unknown field{'' if count == 1 else 's'}")
     return flat
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, list[str]]) -> None:
+def _flatten(
+    prefix: str, top: str, value: Any, out: dict[str, list[str]], unknown: Counter[str]
+) -> None:
     if isinstance(value, Mapping):
         for key, nested in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), nested, out)
+            if nested == [UNKNOWN_FIELD]:
+                unknown[prefix or top] += 1
+                continue
+            _flatten(f"{prefix}.{key}" if prefix else str(key), top, nested, out, unknown)
     elif isinstance(value, list | tuple):
         for item in value:
-            _flatten(prefix, item, out)
+            _flatten(prefix, top, item, out, unknown)
     else:
-        out.setdefault(prefix or "_body", []).append(str(value))
+        out.setdefault(prefix or top, []).append(str(value))
 
 
 def init_app(app: Flask) -> None:

@@ -13,15 +13,9 @@ from agegate.age_checks.models import Outcome, Reason
 from agegate.errors import ValidationError, flatten_messages
 from agegate.fields import Text
 
-# The code a client sees when a field fails its type or shape check.
-_FIELD_CODES = {
-    "date_of_birth": "invalid_field_type",
-    "age": "invalid_field_type",
-    "country": "invalid_field_type",
-    "subdivision": "invalid_field_type",
-    "session_id": "invalid_session_id",
-    "account_id": "invalid_account_id",
-}
+# The fields whose shape has a code of its own (an account id has the same code on every
+# path); any other malformed field, or one the schema does not know, is validation_failed.
+_FIELD_CODES = {"session_id": "invalid_session_id", "account_id": "invalid_account_id"}
 
 
 def _account_id(value: str) -> None:
@@ -94,11 +88,10 @@ class AgeCheckArgs(ma.Schema):
     def handle_error(self, error: ma.ValidationError, data: Any, **kwargs: Any) -> NoReturn:
         """One stable code per kind of bad input; the messages never repeat what was sent."""
         messages = error.normalized_messages()
-        unknown = [name for name in messages if name not in self.fields]
-        if unknown:
-            code = "unknown_field"
-        else:
-            code = next(_FIELD_CODES[name] for name in self.fields if name in messages)
+        failing = [name for name in self.fields if name in messages]
+        codes = [_FIELD_CODES.get(name, "validation_failed") for name in failing]
+        unknown = len(failing) < len(messages)
+        code = codes[0] if codes and not unknown and len(set(codes)) == 1 else "validation_failed"
         raise ValidationError(
             "the age check request is invalid; see errors",
             errors=flatten_messages({"json": messages}),

@@ -15,7 +15,9 @@ _SEPARATORS = re.compile(r"[\s_.]+")
 
 
 class CodeError(ValueError):
-    """A code that is not an ISO 3166 country or subdivision; the message helps fix it."""
+    """A code that is not an ISO 3166 country or subdivision. The message says the rule and
+    may suggest a code, but never repeats what was given: error bodies carry it, and a
+    birth date typed into the wrong field must not come back."""
 
 
 def normalize(raw: str) -> str:
@@ -33,7 +35,7 @@ def normalize_country(raw: str) -> str:
     """A country code (ISO 3166-1 alpha-2), normalised; subdivisions are refused."""
     code = normalize(raw)
     if code == DEFAULT_CODE or "-" in code:
-        raise CodeError(f"{raw!r} is not a country code: use ISO 3166-1 alpha-2, e.g. DE")
+        raise CodeError("not a country code: use ISO 3166-1 alpha-2, e.g. DE")
     return code
 
 
@@ -63,7 +65,7 @@ def _country_name(alpha_2: str) -> str:
 def _country(upper: str) -> str:
     if len(upper) == 2 and pycountry.countries.get(alpha_2=upper) is not None:
         return upper
-    raise CodeError(f"{upper!r} is not an ISO 3166-1 alpha-2 country code{_hint(upper)}")
+    raise CodeError(f"not an ISO 3166-1 alpha-2 country code{_hint(upper)}")
 
 
 def _subdivision(upper: str) -> str:
@@ -71,8 +73,8 @@ def _subdivision(upper: str) -> str:
         return upper
     country = upper.split("-", 1)[0]
     if pycountry.countries.get(alpha_2=country) is None:
-        raise CodeError(f"{upper!r}: {country!r} is not a country code{_hint(country)}")
-    raise CodeError(f"{upper!r} is not an ISO 3166-2 subdivision of {country}")
+        raise CodeError(f"the part before '-' is not a country code{_hint(country)}")
+    raise CodeError(f"not an ISO 3166-2 subdivision of {country}")  # a real country's code
 
 
 def _hint(upper: str) -> str:

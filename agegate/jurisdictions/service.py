@@ -188,7 +188,7 @@ def resolve_place(country: str | None, subdivision: str | None) -> tuple[str | N
             country_code = codes.normalize_country(country)
         except codes.CodeError as exc:
             raise ValidationError(
-                str(exc), errors={"country": [str(exc)]}, code="unknown_code"
+                f"country: {exc}", errors={"country": [str(exc)]}, code="unknown_code"
             ) from None
     if not subdivision:
         return country_code, None
@@ -196,18 +196,22 @@ def resolve_place(country: str | None, subdivision: str | None) -> tuple[str | N
         subdivision_code = codes.normalize(subdivision)
     except codes.CodeError as exc:
         raise ValidationError(
-            str(exc), errors={"subdivision": [str(exc)]}, code="unknown_code"
+            f"subdivision: {exc}", errors={"subdivision": [str(exc)]}, code="unknown_code"
         ) from None
     owner = codes.country_of(subdivision_code)
     if owner is None:
-        message = f"{subdivision_code!r} is not a subdivision code (e.g. CA-QC)"
-        raise ValidationError(message, errors={"subdivision": [message]}, code="unknown_code")
+        message = "a country code, not a subdivision code (e.g. CA-QC)"
+        raise ValidationError(
+            f"subdivision: {message}", errors={"subdivision": [message]}, code="unknown_code"
+        )
     if country_code is None:
         country_code = owner
     if owner != country_code:
-        message = f"{subdivision_code} is a subdivision of {owner}, not of {country_code}"
+        message = "a subdivision of another country than country"
         raise ValidationError(
-            message, errors={"subdivision": [message]}, code="subdivision_country_mismatch"
+            f"subdivision: {message}",
+            errors={"subdivision": [message]},
+            code="subdivision_country_mismatch",
         )
     return country_code, subdivision_code
 

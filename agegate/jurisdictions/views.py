@@ -50,7 +50,9 @@ def _code(raw: str, field: str = "code") -> str:
     try:
         return codes.normalize(raw)
     except codes.CodeError as exc:
-        raise ValidationError(str(exc), errors={field: [str(exc)]}, code="unknown_code") from None
+        raise ValidationError(
+            f"{field}: {exc}", errors={field: [str(exc)]}, code="unknown_code"
+        ) from None
 
 
 @blp.get("")

@@ -29,7 +29,8 @@ def place(
     unknown = sorted(set(targets or []) - set(known_targets))
     if unknown:
         raise ValidationError(
-            "unknown purge targets", errors={"targets": [f"no target named {n!r}" for n in unknown]}
+            "unknown purge targets",
+            errors={"targets": [f"{len(unknown)} name(s) that no purge target has"]},
         )
     hold = LegalHold(
         id=uuid.uuid4(),

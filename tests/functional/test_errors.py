@@ -95,9 +95,11 @@ def test_validation_is_422_with_errors_per_field(
     body = assert_problem(response, 422, "validation_failed")
     errors = body["errors"]
     assert isinstance(errors, dict)
-    assert set(errors) == {"name", "count", "extra"}
+    assert set(errors) == {"name", "count", "_body"}
+    assert errors["_body"] == ["1 unknown field"]  # counted, never named
     assert all(isinstance(m, list) and m for m in errors.values())
-    assert "far-too-long" not in response.get_data(as_text=True)
+    text = response.get_data(as_text=True)
+    assert "far-too-long" not in text and "extra" not in text
 
 
 def test_valid_body_passes(

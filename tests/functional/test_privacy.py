@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import date
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -100,3 +101,56 @@ def test_no_birth_date_is_kept_anywhere(
     haystack = "\n".join(seen)
     leaked = sorted(n for n in needles() if n in haystack)
     assert leaked == []
+
+
+# Six ways a person types a birth date, each into every place a client could put it wrongly.
+TYPED = ["1987-11-03", "03.11.1987", "11/03/1987", "19871103", "3 November 1987", "Nov 3, 1987"]
+
+
+def misplaced(typed: str) -> list[tuple[str, str, dict[str, object]]]:
+    """(method, path, JSON body) requests that carry `typed` where it does not belong."""
+    rule = {"minimum_age": 16, "effective_from": "2020-01-01", "status": "in_force"}
+    return [
+        ("POST", "/v1/age-checks", {"age": 30, "country": typed}),
+        ("POST", "/v1/age-checks", {"age": 30, "country": "CA", "subdivision": typed}),
+        ("POST", "/v1/age-checks", {"age": 30, "subdivision": typed}),
+        ("POST", "/v1/age-checks", {"age": 30, typed: "x"}),
+        ("POST", "/v1/age-checks", {"age": typed}),
+        ("POST", "/v1/age-checks", {"date_of_birth": typed}),
+        ("POST", "/v1/age-checks", {"age": 30, "account_id": f"{typed}/x"}),
+        ("POST", "/v1/age-checks", {"age": 30, "session_id": typed * 30}),
+        ("PUT", "/v1/jurisdictions/DE", {**rule, "citation": "x", "change_reason": "x", typed: 1}),
+        ("PUT", f"/v1/jurisdictions/{quote(typed, safe='')}", {**rule, "citation": "x"}),
+        ("GET", f"/v1/jurisdictions/{quote(typed, safe='')}", {}),
+        ("GET", f"/v1/jurisdictions/resolve?country={quote(typed)}", {}),
+        ("GET", f"/v1/jurisdictions/resolve?country=CA&subdivision={quote(typed)}", {}),
+        ("GET", f"/v1/jurisdictions?{quote(typed)}=1", {}),
+        ("POST", "/v1/accounts/acct-1/flags", {"reason": "other", "confidence": typed}),
+        ("POST", "/v1/accounts/acct-1/flags", {"reason": "other", typed: "x"}),
+        ("POST", "/v1/accounts/acct-1/legal-holds", {"reason": "r", "targets": [typed]}),
+        ("POST", "/v1/jurisdictions/import?change_reason=x", {"rules": [{**rule, "code": typed}]}),
+    ]
+
+
+def test_no_birth_date_comes_back_in_an_error_body(
+    app: Flask, make_key: Callable[..., dict[str, str]]
+) -> None:
+    from agegate.api_keys.models import Scope
+
+    seed_table(app)
+    headers = make_key(*(s.value for s in Scope))
+    client = app.test_client()
+    errors = 0
+    for typed in TYPED:
+        day = date(1987, 11, 3)
+        forbidden = spellings(day) | {typed, typed.upper(), quote(typed), quote(typed, safe="")}
+        for method, path, body in misplaced(typed):
+            response = client.open(
+                path, method=method, json=body if method != "GET" else None, headers=headers
+            )
+            text = response.get_data(as_text=True)
+            if response.status_code >= 400:
+                errors += 1
+            leaked = sorted(f for f in forbidden if f in text or f.lower() in text.lower())
+            assert leaked == [], (method, path, body, response.status_code, text)
+    assert errors >= len(TYPED) * 15  # the requests did reach the error paths
