@@ -12,6 +12,7 @@ from agegate.accounts import ACCOUNT_ID_PATTERN, ACCOUNT_ID_RULE
 from agegate.age_checks.models import Outcome, Reason
 from agegate.errors import ValidationError, flatten_messages
 from agegate.fields import Text
+from agegate.jurisdictions import codes
 
 # The fields whose shape has a code of its own (an account id has the same code on every
 # path); any other malformed field, or one the schema does not know, is validation_failed.
@@ -34,6 +35,8 @@ _PLAIN_TYPES: dict[str, type] = {
     "account_id": str,
 }
 SESSION_ID_MAX = 256
+PLACE_MAX = codes.MAX_INPUT
+_MAX_CHARS = {"country": PLACE_MAX, "subdivision": PLACE_MAX, "session_id": SESSION_ID_MAX}
 
 
 def _plainly_valid(data: Mapping[str, Any]) -> bool:
@@ -44,11 +47,14 @@ def _plainly_valid(data: Mapping[str, Any]) -> bool:
         if type(value) is not kind:  # bool is not int here, as in the schema
             return False
         # ASCII without NUL is text every store keeps (fields.Text); other text is checked
-        # by the full path.
-        if isinstance(value, str) and not (value.isascii() and "\x00" not in value):
+        # by the full path, and so is text over its length limit.
+        if isinstance(value, str) and not (
+            value.isascii()
+            and "\x00" not in value
+            and len(value) <= _MAX_CHARS.get(name, len(value))
+        ):
             return False
-    session_id = data.get("session_id")
-    if session_id is not None and not 1 <= len(session_id) <= SESSION_ID_MAX:
+    if data.get("session_id") == "":
         return False
     account_id = data.get("account_id")
     return account_id is None or ACCOUNT_ID_PATTERN.match(account_id) is not None
@@ -62,8 +68,14 @@ class AgeCheckArgs(ma.Schema):
         }
     )
     age = ma.fields.Integer(strict=True, metadata={"description": "whole years, instead of a date"})
-    country = Text(metadata={"description": "ISO 3166-1 alpha-2; absent → default rule"})
-    subdivision = Text(metadata={"description": "ISO 3166-2, e.g. CA-QC"})
+    country = Text(
+        validate=ma.validate.Length(max=PLACE_MAX),
+        metadata={"description": "ISO 3166-1 alpha-2; absent → default rule"},
+    )
+    subdivision = Text(
+        validate=ma.validate.Length(max=PLACE_MAX),
+        metadata={"description": "ISO 3166-2, e.g. CA-QC"},
+    )
     session_id = Text(
         validate=ma.validate.Length(min=1, max=SESSION_ID_MAX),
         metadata={"description": "opaque signup session or device id; stored only as a keyed hash"},

@@ -9,6 +9,9 @@ import pycountry
 
 from agegate.jurisdictions.models import DEFAULT_CODE
 
+# The longest place code a request may send: codes are a few characters, a short country
+# name gets a suggestion; longer input is refused before any lookup.
+MAX_INPUT = 16
 # Codes people write that ISO 3166-1 does not have, and what they mean.
 _COMMON_MISTAKES = {"UK": "GB", "EL": "GR", "EN": "GB", "KV": "XK"}
 _SEPARATORS = re.compile(r"[\s_.]+")

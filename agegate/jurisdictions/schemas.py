@@ -9,6 +9,7 @@ from typing import Any
 import marshmallow as ma
 
 from agegate.fields import Text
+from agegate.jurisdictions import codes
 from agegate.jurisdictions.models import MAX_AGE, MIN_AGE_FLOOR, RuleStatus
 
 # A bare date means the first instant of that date anywhere on Earth: 00:00 at UTC+14.
@@ -122,8 +123,8 @@ class ListArgs(OnArgs):
 
 
 class ResolveArgs(OnArgs):
-    country = Text(load_default=None, validate=ma.validate.Length(max=16))
-    subdivision = Text(load_default=None, validate=ma.validate.Length(max=16))
+    country = Text(load_default=None, validate=ma.validate.Length(max=codes.MAX_INPUT))
+    subdivision = Text(load_default=None, validate=ma.validate.Length(max=codes.MAX_INPUT))
 
 
 class RuleSchema(ma.Schema):

@@ -151,6 +151,8 @@ def test_age_instead_of_a_date(signup: Callable[..., Any]) -> None:
         ({"age": 20, "account_id": "acct\n"}, "invalid_account_id"),
         ({"age": 20, "account_id": "../../etc"}, "invalid_account_id"),
         ({"age": 20, "birthday": "2000-01-01"}, "validation_failed"),
+        ({"age": 20, "country": "D" * 100_000}, "validation_failed"),
+        ({"age": 20, "country": "CA", "subdivision": "Q" * 100_000}, "validation_failed"),
         ({"age": 20, "session_id": "", "birthday": "x"}, "validation_failed"),
         ({"age": 20, "session_id": "", "country": 49}, "validation_failed"),
     ],
@@ -529,3 +531,19 @@ def test_today_for_the_check_is_the_date_at_utc_minus_12() -> None:
     from agegate.age_checks.ages import today_everywhere
 
     assert today_everywhere(NOW) == date(2026, 3, 1)
+
+
+def test_an_overlong_place_is_refused_before_any_lookup(
+    signup: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agegate.jurisdictions import codes
+
+    def no_lookup(raw: str) -> str:
+        raise AssertionError("a 100 kB value reached the code lookup")
+
+    monkeypatch.setattr(codes, "normalize", no_lookup)
+    monkeypatch.setattr(codes, "normalize_country", no_lookup)
+    for field in ("country", "subdivision"):
+        response = signup(age=20, **{field: "Germany" * 15_000})
+        assert response.status_code == 422
+        assert response.get_json()["errors"] == {field: ["Longer than maximum length 16."]}
