@@ -117,9 +117,13 @@ class OnArgs(ma.Schema):
     )
 
 
-class ListArgs(OnArgs):
+class PageArgs(ma.Schema):
     cursor = Text(load_default=None)
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(1, 200))
+
+
+class ListArgs(OnArgs, PageArgs):
+    pass
 
 
 class ResolveArgs(OnArgs):
@@ -162,6 +166,7 @@ class CodeSchema(ma.Schema):
 class HistorySchema(ma.Schema):
     code = ma.fields.String()
     items = ma.fields.List(ma.fields.Nested(RuleSchema))
+    next_cursor = ma.fields.String(allow_none=True)
 
 
 class StepSchema(ma.Schema):

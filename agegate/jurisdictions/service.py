@@ -64,15 +64,24 @@ def load_table(session: Session) -> RuleTable:
     return RuleTable.build(max((v.id for v in versions), default=0), versions)
 
 
-def history(session: Session, code: str) -> Sequence[RuleVersion]:
-    """Every version of one code, oldest first."""
-    query = select(JurisdictionRule).where(JurisdictionRule.code == code)
-    rows = session.scalars(query.order_by(JurisdictionRule.version)).all()
-    if not rows:
+def history(
+    session: Session, code: str, *, after: int = 0, limit: int | None = None
+) -> tuple[list[RuleVersion], bool]:
+    """One code's versions after version `after`, oldest first, at most `limit` of them,
+    and whether more follow."""
+    query = select(JurisdictionRule).where(
+        JurisdictionRule.code == code, JurisdictionRule.version > after
+    )
+    query = query.order_by(JurisdictionRule.version)
+    rows = session.scalars(query if limit is None else query.limit(limit + 1)).all()
+    if not rows and not session.scalar(
+        select(JurisdictionRule.version).where(JurisdictionRule.code == code).limit(1)
+    ):
         raise NotFoundError(
             f"no rule has ever been written for {code}", code="unknown_jurisdiction"
         )
-    return [RuleVersion.of(row) for row in rows]
+    more = limit is not None and len(rows) > limit
+    return [RuleVersion.of(row) for row in rows[:limit]], more
 
 
 def add_version(

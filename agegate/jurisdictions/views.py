@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import marshmallow as ma
 from flask import Response, request
@@ -30,6 +30,7 @@ from agegate.jurisdictions.schemas import (
     ImportResultSchema,
     ImportRowArgs,
     ListArgs,
+    PageArgs,
     ResolutionSchema,
     ResolveArgs,
     RuleArgs,
@@ -37,6 +38,8 @@ from agegate.jurisdictions.schemas import (
     RuleSchema,
     format_instant,
 )
+
+T = TypeVar("T")
 
 blp = Blueprint(
     "jurisdictions",
@@ -234,23 +237,22 @@ def delete_code(args: dict[str, Any], code: str) -> RuleVersion:
 
 @blp.get("/<code>/history")
 @requires(Scope.JURISDICTIONS_READ)
+@blp.arguments(PageArgs, location="query")
 @blp.response(200, HistorySchema)
 @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
-def code_history(code: str) -> dict[str, Any]:
-    """Every version of one code, oldest first."""
+def code_history(args: dict[str, Any], code: str) -> dict[str, Any]:
+    """Every version of one code, oldest first, a page at a time."""
     code = _code(code)
-    return {"code": code, "items": service.history(db.session, code)}
+    after = _decode_cursor(args["cursor"], "after_version", int) if args["cursor"] else 0
+    items, more = service.history(db.session, code, after=after, limit=args["limit"])
+    next_cursor = _encode(after_version=items[-1].version) if more else None
+    return {"code": code, "items": items, "next_cursor": next_cursor}
 
 
 def _cursor_position(cursor: str | None, rules: list[RuleVersion]) -> int:
     if cursor is None:
         return 0
-    try:
-        after = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise ValidationError(
-            "the cursor is not one this API gave out", errors={"cursor": ["invalid cursor"]}
-        ) from None
+    after = _decode_cursor(cursor, "after", str)
     return next(
         (i for i, r in enumerate(rules) if _sort_key(r.code) > _sort_key(after)), len(rules)
     )
@@ -261,4 +263,21 @@ def _sort_key(code: str) -> tuple[bool, str]:
 
 
 def _encode_cursor(code: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": code}).encode()).decode().rstrip("=")
+    return _encode(after=code)
+
+
+def _encode(**position: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, key: str, kind: type[T]) -> T:
+    """The position a cursor this API gave out holds; 422 for anything else."""
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))[key]
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
+        value = None
+    if type(value) is not kind:
+        raise ValidationError(
+            "the cursor is not one this API gave out", errors={"cursor": ["invalid cursor"]}
+        )
+    return value

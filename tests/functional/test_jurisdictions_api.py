@@ -224,3 +224,27 @@ def test_list_in_force_with_pagination_and_on(
     assert past["items"] == [] and past["next_cursor"] is None
     assert client.get("/v1/jurisdictions?cursor=garbage!", headers=legal).status_code == 422
     assert client.get("/v1/jurisdictions?limit=201", headers=legal).status_code == 422
+
+
+def test_a_codes_history_is_a_list_like_every_other(
+    client: FlaskClient, legal: dict[str, str]
+) -> None:
+    for age in range(14, 19):  # five versions
+        assert put(client, legal, "FR", minimum_age=age).status_code == 200
+    seen, cursor, pages = [], None, 0
+    while True:
+        query = f"?limit=2&cursor={cursor}" if cursor else "?limit=2"
+        page = client.get(f"/v1/jurisdictions/fr/history{query}", headers=legal).get_json()
+        assert page["code"] == "FR" and len(page["items"]) <= 2
+        seen += [(v["version"], v["minimum_age"]) for v in page["items"]]
+        pages, cursor = pages + 1, page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [(1, 14), (2, 15), (3, 16), (4, 17), (5, 18)] and pages == 3
+    whole = client.get("/v1/jurisdictions/FR/history", headers=legal).get_json()
+    assert len(whole["items"]) == 5 and whole["next_cursor"] is None  # default limit 50
+    for bad in ("?cursor=not-a-cursor", "?limit=0", "?limit=201", "?cursor=eyJhZnRlciI6ICJGUiJ9"):
+        answer = client.get(f"/v1/jurisdictions/FR/history{bad}", headers=legal)
+        assert answer.status_code == 422, bad
+        assert answer.get_json()["code"] == "validation_failed"
+    assert client.get("/v1/jurisdictions/PT/history?limit=1", headers=legal).status_code == 404
