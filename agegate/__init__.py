@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy.exc import OperationalError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from agegate import logs
 
@@ -75,6 +76,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["agegate.rate_limiter"] = RateLimiter(
         store.current_for(app), settings.rate_limit_per_second
     )
+    app.extensions["agegate.auth_failures"] = RateLimiter(
+        store.current_for(app), settings.auth_failures_per_second
+    )
+    if settings.trusted_proxies:
+        # remote_addr becomes the address the outermost trusted proxy saw; the rest of
+        # X-Forwarded-For is the client's to write, and is not believed.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=0)  # type: ignore[method-assign]
     app.extensions["agegate.check_recorder"] = CheckRecorder(engine)
     app.extensions["agegate.lockouts"] = Lockouts(
         engine, store.current_for(app), settings.secret_key, settings.lockout_window_seconds

@@ -289,8 +289,13 @@ def main() -> None:
     # its own output and logs only warnings, unless AGEGATE_LOG_LEVEL says otherwise.
     service = sys.argv[1:2] == ["worker"]
     level = os.environ.get("AGEGATE_LOG_LEVEL", "INFO" if service else "WARNING").upper()
+    library = os.environ.get("AGEGATE_LIBRARY_LOG_LEVEL", "WARNING").upper()
     # An unknown level is reported by the settings check; logging starts at INFO meanwhile.
-    logs.configure(level if level in {"DEBUG", "INFO", "WARNING", "ERROR"} else "INFO")
+    levels = {"DEBUG", "INFO", "WARNING", "ERROR"}
+    logs.configure(
+        level if level in levels else "INFO",
+        library_level=library if library in levels else "WARNING",
+    )
     try:
         exit_code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:

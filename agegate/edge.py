@@ -17,6 +17,9 @@ from flask import Flask, Request, Response, request
 from agegate import metrics
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
+# The methods the metrics name; any other a client makes up is counted as "other", so that
+# it cannot add a time series per request.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _STARTED = "agegate.started"
 _ID = "agegate.request_id"
 
@@ -56,7 +59,7 @@ def _end(response: Response) -> Response:
         response.headers["X-Request-Id"] = request_id
     rule = req.url_rule
     endpoint = rule.rule if rule is not None else "unmatched"
-    method = req.method
+    method = req.method if req.method in _METHODS else "other"
     metrics.labelled(metrics.HTTP_REQUESTS, endpoint, method, str(response.status_code)).inc()
     started: float | None = environ.get(_STARTED)
     if started is not None:

@@ -38,6 +38,11 @@ _SENSITIVE_TEXT = re.compile(
             r"-----BEGIN [A-Z ]+-----.*?(?:-----END [A-Z ]+-----|$)",  # PEM keys
             r"\bagk_[0-9a-f]+_[A-Za-z0-9_\-]+",  # agegate API keys
             r"\bbearer\s+\S+",
+            # AWS: a session token (a header, a presigned URL's parameter), the signature's
+            # credential scope and signature, and access key ids wherever they appear.
+            r"x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?[^'\"\s,&}]+",
+            r"\b(?:credential|signature)=[^'\"\s,&}]+",
+            r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",
             r"\b\d{4}[-/.]\d{1,2}(?:[-/.]\d{1,2})?\b",  # 2013-05-04, 2013/5/4, 2013-05
             r"\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b",  # 04/05/2013, 4.5.2013, 05-04-13
             r"\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b",  # 20130504
@@ -137,18 +142,25 @@ def configure_structlog() -> None:
     )
 
 
-def configure(level: str = "INFO", stream: IO[str] | None = None) -> None:
+def configure(
+    level: str = "INFO", stream: IO[str] | None = None, library_level: str = "WARNING"
+) -> None:
     """Make this process write JSON lines to `stream` (stderr): `agegate worker` and the other
-    commands. gunicorn does the same through config/gunicorn.conf.py."""
+    commands. gunicorn does the same through config/gunicorn.conf.py.
+
+    agegate's own loggers log at `level`; every other logger (botocore, urllib3,
+    SQLAlchemy...) at `library_level`, since a library's DEBUG lines may carry request
+    headers and credentials."""
     configure_structlog()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JSONFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(library_level.upper())
+    logging.getLogger("agegate").setLevel(level.upper())
 
 
-def logging_config(level: str) -> dict[str, Any]:
+def logging_config(level: str, library_level: str = "WARNING") -> dict[str, Any]:
     """gunicorn's `logconfig_dict`: its own loggers and the application's, as JSON lines."""
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {
@@ -156,8 +168,9 @@ def logging_config(level: str) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JSONFormatter}},
         "handlers": {"json": handler},
-        "root": {"level": level.upper(), "handlers": ["json"]},
+        "root": {"level": library_level.upper(), "handlers": ["json"]},
         "loggers": {
+            "agegate": {"level": level.upper()},
             "gunicorn.error": {"level": level.upper(), "handlers": ["json"], "propagate": False},
             "gunicorn.access": {"level": "INFO", "handlers": ["json"], "propagate": False},
         },

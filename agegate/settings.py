@@ -39,6 +39,7 @@ class Settings:
     redis_pool_size: int
     max_request_bytes: int
     log_level: str
+    library_log_level: str
     seed_jurisdictions: bool
     lockout_window_seconds: int
     rate_limit_per_second: int
@@ -51,6 +52,9 @@ class Settings:
     targets_file: Path | None
     target_plugins: tuple[str, ...]
     receipt_signing_key: str
+    require_country: bool
+    auth_failures_per_second: int
+    trusted_proxies: int
 
     @property
     def embedded(self) -> bool:
@@ -229,6 +233,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "redis_pool_size": _int_between(1, 1000),
     "max_request_bytes": _int_between(1024, 100 * 1024 * 1024),
     "log_level": _log_level,
+    "library_log_level": _log_level,
     "seed_jurisdictions": _bool,
     "lockout_window_seconds": _duration,
     "rate_limit_per_second": _int_between(1, 1_000_000),
@@ -243,4 +248,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
         m.strip() for m in str(value or "").split(",") if m.strip()
     ),
     "receipt_signing_key": lambda value: str(value or "").strip(),
+    "require_country": _bool,
+    "auth_failures_per_second": _int_between(1, 1_000_000),
+    "trusted_proxies": _int_between(0, 10),
 }

@@ -34,7 +34,7 @@ max_requests_jitter = 20_000
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("AGEGATE_LOG_LEVEL", "info").lower()
-logconfig_dict = logging_config(loglevel)
+logconfig_dict = logging_config(loglevel, os.environ.get("AGEGATE_LIBRARY_LOG_LEVEL", "warning"))
 # Request bodies are read in full before a view sees them; cap header sizes as well.
 limit_request_line = 8190
 limit_request_fields = 100

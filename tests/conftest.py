@@ -130,6 +130,8 @@ def settings_overrides(database_url: str, redis_url: str | None, tmp_path: Path)
         "var_dir": str(tmp_path / "var"),
         "seed_jurisdictions": False,
         "receipt_signing_key": TEST_SIGNING_KEY,
+        # The suites send many keyless requests from one address; test_auth.py sets a budget.
+        "auth_failures_per_second": 1_000_000,
     }
 
 

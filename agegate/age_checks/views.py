@@ -15,6 +15,7 @@ from agegate.api_keys.models import Scope
 from agegate.apidoc import doc_only
 from agegate.blueprints import Blueprint
 from agegate.db import call_after_commit, utcnow
+from agegate.errors import ValidationError
 from agegate.extensions import db
 from agegate.jurisdictions.cache import current_table
 from agegate.jurisdictions.service import resolve_place
@@ -48,6 +49,9 @@ def check() -> Response:
     args.pop("date_of_birth", None)  # from here on, only the age in whole years exists
     country, subdivision = resolve_place(args.get("country"), args.get("subdivision"))
     extensions = current_app.extensions
+    if country is None and extensions["agegate.settings"].require_country:
+        message = "required: this service does not fall back to the default rule"
+        raise ValidationError(f"country: {message}", errors={"country": [message]})
     lockouts: Lockouts = extensions["agegate.lockouts"]
     session_id, account_id = args.get("session_id"), args.get("account_id")
     session_hash = lockouts.session_hash(session_id) if session_id else None

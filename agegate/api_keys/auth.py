@@ -7,7 +7,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from flask import Request, current_app
 
@@ -94,25 +94,51 @@ def _principal(req: Request, extensions: dict[str, Any]) -> Principal:
     header = req.environ.get("HTTP_AUTHORIZATION", "")  # what request.headers would read
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
-        raise AuthenticationError("send an API key: Authorization: Bearer <key>")
-    principal = _lookup(extensions, presented.strip())
+        _failed(req, extensions, "send an API key: Authorization: Bearer <key>")
+    principal = _lookup(req, extensions, presented.strip())
     if principal is None:
-        raise AuthenticationError("the API key is not valid (unknown, revoked or malformed)")
+        _failed(req, extensions, "the API key is not valid (unknown, revoked or malformed)")
     req.environ[_PRINCIPAL] = principal
     return principal
 
 
-def _lookup(extensions: dict[str, Any], presented: str) -> Principal | None:
+def _lookup(req: Request, extensions: dict[str, Any], presented: str) -> Principal | None:
     cache: _KeyCache = extensions.setdefault("agegate.key_cache", _KeyCache())
     digest = hashlib.sha256(presented.encode()).hexdigest()
     principal = cache.get(digest)
     if principal is None:
+        failures: RateLimiter = extensions["agegate.auth_failures"]
+        if failures.exhausted(_failure_key(req)):  # a database read is what a flood would cost
+            raise _too_many_failures(failures)
         # A short read of its own, so the request's transaction has not begun yet.
         with db.engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"}) as conn:
             principal = authenticate(conn, presented)
         if principal is not None:
             cache.put(digest, principal)
     return principal
+
+
+def _failed(req: Request, extensions: dict[str, Any], detail: str) -> NoReturn:
+    """A request without a valid key: 401, or 429 once its address is over its budget of
+    failures this second (a valid key never counts)."""
+    failures: RateLimiter = extensions["agegate.auth_failures"]
+    if not failures.allow(_failure_key(req)):
+        raise _too_many_failures(failures)
+    raise AuthenticationError(detail)
+
+
+def _failure_key(req: Request) -> str:
+    # API key names hold no ':', so these never meet a key's own counter. Behind trusted
+    # proxies, remote_addr is the address they forwarded (AGEGATE_TRUSTED_PROXIES).
+    return f"auth-failures:{req.remote_addr or 'unknown'}"
+
+
+def _too_many_failures(failures: RateLimiter) -> RateLimitedError:
+    return RateLimitedError(
+        f"more than {failures.per_second} requests per second without a valid API key from "
+        "this address; slow down",
+        retry_after=1,
+    )
 
 
 def _check_rate(extensions: dict[str, Any], principal: Principal) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from agegate.store import Store
 
 SYNC_SECONDS = 0.05
+MAX_WINDOWS = 10_000  # past this many names, the windows of past seconds are dropped
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +41,8 @@ class RateLimiter:
         with self._lock:
             window = self._windows.get(key_name)
             if window is None or window.second != second:
+                if len(self._windows) >= MAX_WINDOWS:  # names may be client addresses
+                    self._windows = {k: w for k, w in self._windows.items() if w.second == second}
                 window = self._windows[key_name] = _Window(second)
             window.unsent += 1
             send = window.unsent if now - window.synced_at >= SYNC_SECONDS else 0
@@ -58,3 +61,13 @@ class RateLimiter:
                 with self._lock:
                     window.shared += send
         return window.shared + window.unsent <= self.per_second
+
+    def exhausted(self, key_name: str) -> bool:
+        """Whether key_name has used its whole limit this second, as this process last saw
+        it (one more would be refused): nothing is counted and the store is not asked."""
+        window = self._windows.get(key_name)
+        return (
+            window is not None
+            and window.second == int(time.time())
+            and window.shared + window.unsent >= self.per_second
+        )

@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 
 from agegate.age_checks.lockouts import denials_since, last_denial
 from agegate.age_checks.models import AgeCheck
+from agegate.api_keys import service as api_keys_service
 from agegate.audit.models import AuditEvent
 from agegate.db import make_engine, utcnow
 from agegate.extensions import db
@@ -547,3 +548,30 @@ def test_an_overlong_place_is_refused_before_any_lookup(
         response = signup(age=20, **{field: "Germany" * 15_000})
         assert response.status_code == 422
         assert response.get_json()["errors"] == {field: ["Longer than maximum length 16."]}
+
+
+def test_a_missing_country_uses_default_unless_the_service_requires_one(
+    app_factory: Callable[..., Flask], make_key: Callable[..., dict[str, str]]
+) -> None:
+    for required in (False, True):
+        app = app_factory(require_country=required)
+        seed_table(app)
+        client = app.test_client()
+        with app.app_context(), db.new_session() as s:
+            _, key = api_keys_service.create_key(
+                s, name=f"signup-{str(required).lower()}", scopes=["age-checks:write"], actor="test"
+            )
+            s.commit()
+        headers = {"Authorization": f"Bearer {key}"}
+        missing = client.post("/v1/age-checks", json={"age": 30}, headers=headers)
+        by_subdivision = client.post(
+            "/v1/age-checks", json={"age": 30, "subdivision": "CA-QC"}, headers=headers
+        )
+        assert by_subdivision.status_code == 200  # the subdivision names the country
+        if required:
+            assert missing.status_code == 422
+            problem = missing.get_json()
+            assert problem["code"] == "validation_failed" and list(problem["errors"]) == ["country"]
+        else:
+            assert missing.status_code == 200
+            assert missing.get_json()["jurisdiction"]["matched"] == "default"

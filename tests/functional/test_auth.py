@@ -123,3 +123,90 @@ def test_key_is_stored_hashed_and_revocation_takes_effect(
         service.revoke_key(s, name=stored.name, actor="test")
         s.commit()
         assert authenticate(plaintext) is None
+
+
+class _FrozenSecond:
+    """time for the rate limiter: one second that does not end while the test runs."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._real = time
+        self._now = float(int(time.time()))
+
+    def time(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._real.monotonic()
+
+
+@pytest.fixture
+def flood_app(
+    app_factory: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., tuple[Flask, list[str]]]:
+    """flood_app(**settings) → an app with a budget of 3 failures a second, all within one
+    second, and the list of its key lookups (each one database read)."""
+    from agegate.api_keys import auth, ratelimit
+
+    reads: list[str] = []
+    real = auth.authenticate
+
+    def counted(conn: object, presented: str) -> object:
+        reads.append(presented)
+        return real(conn, presented)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ratelimit, "time", _FrozenSecond())
+    monkeypatch.setattr(auth, "authenticate", counted)
+
+    def make(**settings: object) -> tuple[Flask, list[str]]:
+        return app_factory(auth_failures_per_second=3, **settings), reads
+
+    return make
+
+
+def unknown_key(i: int) -> dict[str, str]:
+    return {"Authorization": f"Bearer agk_{i:016x}_{'x' * 40}"}
+
+
+def test_failed_authentication_is_limited_per_address_and_spares_valid_keys(
+    flood_app: Callable[..., tuple[Flask, list[str]]], make_key: Callable[..., dict[str, str]]
+) -> None:
+    valid = make_key("cases:read")  # in the database the flooded app reads
+    app, reads = flood_app()
+    client = app.test_client()
+    here, elsewhere = {"REMOTE_ADDR": "198.51.100.7"}, {"REMOTE_ADDR": "198.51.100.8"}
+    assert client.get("/v1/cases", headers=valid, environ_base=here).status_code == 200
+    statuses = [
+        client.get("/v1/cases", headers=unknown_key(i), environ_base=here).status_code
+        for i in range(20)
+    ]
+    statuses += [client.get("/v1/cases", environ_base=here).status_code for _ in range(5)]
+    assert statuses[:3] == [401, 401, 401] and set(statuses[3:]) == {429}
+    assert len(reads) == 4  # one valid key, three unknown ones: the flood read nothing
+    # A valid key is never slowed: it is known, so no lookup waits on the budget.
+    assert client.get("/v1/cases", headers=valid, environ_base=here).status_code == 200
+    # Another address has its own budget.
+    other = client.get("/v1/cases", headers=unknown_key(99), environ_base=elsewhere)
+    assert other.status_code == 401
+
+
+@pytest.mark.parametrize("trusted", [0, 1])
+def test_the_client_address_comes_from_x_forwarded_for_only_when_proxies_are_trusted(
+    flood_app: Callable[..., tuple[Flask, list[str]]], trusted: int
+) -> None:
+    app, _ = flood_app(trusted_proxies=trusted)
+    client = app.test_client()
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    statuses = []
+    for i in range(10):
+        # Each request forges another first hop; the proxy appends the address it saw.
+        forwarded = {"X-Forwarded-For": f"203.0.113.{i}, 192.0.2.50", **unknown_key(i)}
+        statuses.append(client.get("/v1/cases", headers=forwarded, environ_base=proxy).status_code)
+    assert statuses[:3] == [401, 401, 401] and set(statuses[3:]) == {429}
+    if trusted:  # the client is 192.0.2.50, whatever the forged hop says; the proxy is not
+        direct = client.get("/v1/cases", headers=unknown_key(50), environ_base=proxy)
+        assert direct.status_code == 401
+    else:  # X-Forwarded-For is not believed: everything counts against the proxy's address
+        other = {"X-Forwarded-For": "192.0.2.99", **unknown_key(51)}
+        assert client.get("/v1/cases", headers=other, environ_base=proxy).status_code == 429

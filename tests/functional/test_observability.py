@@ -58,6 +58,16 @@ def test_requests_are_counted_by_route_template_and_status(
     assert grown(before, after, latency, endpoint="/v1/cases/<uuid:case_id>") == 3
 
 
+def test_a_made_up_method_is_counted_as_other_not_as_a_new_series(app: Flask) -> None:
+    client = app.test_client()
+    before = client.get("/metrics").text
+    for i in range(5):
+        client.open("/healthz", method=f"BREW{i}")
+    after = client.get("/metrics").text
+    assert grown(before, after, "agegate_http_requests_total", method="other") == 5
+    assert "BREW" not in after
+
+
 def test_age_check_outcomes_by_jurisdiction_and_lockout_hits_are_counted(
     app: Flask, make_key: Callable[..., dict[str, str]]
 ) -> None:

@@ -34,11 +34,11 @@ PEM = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIExampleExampleExample\n
 @pytest.fixture
 def output() -> Iterator[io.StringIO]:
     stream = io.StringIO()
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    logs.configure("DEBUG", stream)
+    root, own = logging.getLogger(), logging.getLogger("agegate")
+    saved = root.handlers[:], root.level, own.level
+    logs.configure("DEBUG", stream, library_level="DEBUG")  # every line, to see it scrubbed
     yield stream
-    root.handlers[:], root.level = saved[0], saved[1]
+    root.handlers[:], root.level, own.level = saved
     structlog.contextvars.clear_contextvars()
 
 
