@@ -11,7 +11,6 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    AGEGATE_CONFIG_DIR=/app/config \
     AGEGATE_BIND=0.0.0.0:8000
 RUN groupadd --system --gid 10001 agegate \
     && useradd --system --uid 10001 --gid agegate --home-dir /app --shell /usr/sbin/nologin agegate

@@ -1,4 +1,4 @@
-"""`agegate serve`: gunicorn with config/gunicorn.conf.py, adjusted for the embedded default."""
+"""`agegate serve`: gunicorn with agegate/gunicorn_conf.py, adjusted for the embedded default."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from gunicorn.app.base import Application
 
-from agegate.settings import Settings, config_dir
+from agegate.settings import Settings
 
 
 class _Gunicorn(Application):  # type: ignore[misc]
@@ -15,7 +15,7 @@ class _Gunicorn(Application):  # type: ignore[misc]
         super().__init__()
 
     def load_config(self) -> None:
-        self.load_config_from_file(str(config_dir() / "gunicorn.conf.py"))
+        self.load_config_from_module_name_or_filename("python:agegate.gunicorn_conf")
         for name, value in self.options.items():
             self.cfg.set(name, value)
 

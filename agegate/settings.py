@@ -1,4 +1,5 @@
-"""Settings: defaults from config/defaults.toml, then AGEGATE_* environment, then overrides.
+"""Settings: defaults from agegate/data/defaults.toml, then AGEGATE_* environment, then
+overrides.
 
 Every value is validated once, at start-up; a bad one stops the process with a message that
 names the variable and says what is wrong with it.
@@ -18,7 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "AGEGATE_"
-_PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+# defaults.toml and the shipped jurisdictions.csv, installed with the package.
+_PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 
 
 class SettingsError(Exception):
@@ -63,13 +65,10 @@ class Settings:
 
 
 def config_dir() -> Path:
-    """The folder holding defaults.toml and the other shipped configuration."""
+    """The folder holding defaults.toml and the shipped jurisdictions.csv: the package's own,
+    unless AGEGATE_CONFIG_DIR names another."""
     configured = os.environ.get(ENV_PREFIX + "CONFIG_DIR")
-    if configured:
-        return Path(configured)
-    if _PACKAGE_CONFIG_DIR.is_dir():
-        return _PACKAGE_CONFIG_DIR
-    return Path.cwd() / "config"
+    return Path(configured) if configured else _PACKAGE_DATA
 
 
 def load_settings(
@@ -112,7 +111,9 @@ def _read_defaults() -> dict[str, Any]:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise SettingsError([f"{path}: defaults file not found (set AGEGATE_CONFIG_DIR)"]) from None
+        raise SettingsError(
+            [f"{path}: defaults file not found (AGEGATE_CONFIG_DIR names a folder without one)"]
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError([f"{path}: {exc}"]) from None
 

@@ -1,4 +1,4 @@
-"""Load the shipped table (config/jurisdictions.csv) on the first start."""
+"""Load the shipped table (agegate/data/jurisdictions.csv) on the first start."""
 
 from __future__ import annotations
 

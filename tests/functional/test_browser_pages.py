@@ -4,7 +4,7 @@ Each test serves the app over real HTTP on 127.0.0.1 (an ephemeral port) and run
 a subprocess with --dump-dom, so what is checked is the DOM after the browser has parsed the
 page and, for /docs, after Swagger UI's JavaScript has run with every other host unreachable.
 With JavaScript off --dump-dom prints nothing, so that run reads the DOM over the DevTools
-protocol instead. The data comes from the shipped table (config/jurisdictions.csv). Without
+protocol instead. The data comes from the shipped table (agegate/data/jurisdictions.csv). Without
 Chromium the tests fail; they never skip.
 """
 

@@ -1,0 +1,63 @@
+"""A newcomer's first commands, from folders that are not the repository: the package carries
+its defaults and its shipped table, `agegate serve` runs anywhere, and a one-off command
+never makes up a fresh state where it happens to run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.functional.test_walkthrough import wait_ready
+from tests.support.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+AGEGATE = str(Path(sys.executable).parent / "agegate")
+
+
+def newcomer_env() -> dict[str, str]:
+    """A shell with none of the suite's AGEGATE_* settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AGEGATE_")}
+
+
+@pytest.mark.timeout(300)
+def test_the_wheel_carries_the_defaults_and_the_shipped_table(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q"]
+        + ["--wheel-dir", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
+    (wheel,) = tmp_path.glob("agegate-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in (
+        "agegate/data/defaults.toml",
+        "agegate/data/jurisdictions.csv",
+        "agegate/gunicorn_conf.py",
+    ):
+        assert needed in names
+
+
+@pytest.mark.timeout(120)
+def test_serve_runs_from_an_empty_folder_and_keeps_its_state_there(tmp_path: Path) -> None:
+    port = free_port()
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [AGEGATE, "serve", "--bind", f"127.0.0.1:{port}"],
+            cwd=tmp_path,
+            env=newcomer_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_ready(port, server)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert (tmp_path / "var" / "agegate.db").is_file()  # AGEGATE_VAR_DIR's default, ./var
+    assert "Listening" in (tmp_path / "serve.log").read_text()
