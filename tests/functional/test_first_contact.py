@@ -27,8 +27,7 @@ def newcomer_env() -> dict[str, str]:
 @pytest.mark.timeout(300)
 def test_the_wheel_carries_the_defaults_and_the_shipped_table(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q"]
-        + ["--wheel-dir", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
         check=True,
         capture_output=True,
         timeout=240,
