@@ -35,8 +35,11 @@ class _Flask(Flask):
         return synchronous
 
 
-def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
-    """Build the WSGI application; settings come from defaults, AGEGATE_* and `overrides`."""
+def create_app(
+    overrides: Mapping[str, Any] | None = None, *, existing_state: bool = False
+) -> Flask:
+    """Build the WSGI application; settings come from defaults, AGEGATE_* and `overrides`.
+    With `existing_state` (one-off commands) the embedded default's state must exist."""
     from agegate import edge, health, migrations
     from agegate.age_checks import views as age_check_views
     from agegate.age_checks.lockouts import Lockouts
@@ -52,7 +55,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from agegate.remediation import views as remediation_views
     from agegate.settings import SettingsError, load_settings
 
-    settings = load_settings(overrides)
+    settings = load_settings(overrides, existing_state=existing_state)
     app = _Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.extensions["agegate.settings"] = settings

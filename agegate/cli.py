@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
 from agegate import create_app, logs, migrations
@@ -29,7 +30,18 @@ def cli_actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False, load_dotenv=False)
+def _app_with_existing_state() -> Flask:
+    """The app of a one-off command: the service's state, never a fresh one made where the
+    command happens to run (`serve`, `db upgrade` and `demo seed` make state)."""
+    return create_app(existing_state=True)
+
+
+@click.group(
+    cls=FlaskGroup,
+    create_app=_app_with_existing_state,
+    add_version_option=False,
+    load_dotenv=False,
+)
 def cli() -> None:
     """agegate: age checks, the jurisdiction table and child-data remediation."""
 

@@ -72,9 +72,16 @@ def config_dir() -> Path:
 
 
 def load_settings(
-    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    existing_state: bool = False,
 ) -> Settings:
-    """Build validated settings; raise SettingsError listing every bad value."""
+    """Build validated settings; raise SettingsError listing every bad value.
+
+    The embedded default makes its state (database, keys) on first use. With
+    `existing_state`, for one-off commands, it must be there already: a command run in the
+    wrong folder says where it looked instead of making up a fresh, empty service."""
     environ = os.environ if environ is None else environ
     raw = _read_defaults()
     for field in fields(Settings):
@@ -96,6 +103,8 @@ def load_settings(
     var_dir: Path = values["var_dir"]
     if not values["database_url"]:
         values["database_url"] = f"sqlite:///{(var_dir / 'agegate.db').resolve()}"
+    if existing_state:
+        _require_existing_state(values["database_url"], var_dir)
     if not values["secret_key"]:
         if not values["database_url"].startswith("sqlite"):
             raise SettingsError(
@@ -103,6 +112,23 @@ def load_settings(
             )
         values["secret_key"] = _embedded_secret(var_dir)
     return Settings(**values)
+
+
+def _require_existing_state(database_url: str, var_dir: Path) -> None:
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return  # a server database: it exists or the connection says why not
+    database = Path(url.database).resolve()
+    if database.is_file():
+        return
+    raise SettingsError(
+        [
+            f"{ENV_PREFIX}VAR_DIR: no agegate state here: {database} does not exist. Run the "
+            f"command in the folder where `agegate serve` runs, or set {ENV_PREFIX}VAR_DIR to "
+            f"its state folder (now {var_dir.resolve()}); `agegate serve` or `agegate db "
+            "upgrade` makes a new one."
+        ]
+    )
 
 
 def _read_defaults() -> dict[str, Any]:

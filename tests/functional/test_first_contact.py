@@ -60,3 +60,36 @@ def test_serve_runs_from_an_empty_folder_and_keeps_its_state_there(tmp_path: Pat
         server.wait(timeout=30)
     assert (tmp_path / "var" / "agegate.db").is_file()  # AGEGATE_VAR_DIR's default, ./var
     assert "Listening" in (tmp_path / "serve.log").read_text()
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [AGEGATE, *args],
+        cwd=cwd,
+        env={**newcomer_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.timeout(120)
+def test_one_off_commands_use_the_services_state_or_say_where_they_looked(
+    tmp_path: Path,
+) -> None:
+    service, elsewhere = tmp_path / "service", tmp_path / "elsewhere"
+    service.mkdir()
+    elsewhere.mkdir()
+    assert run(["db", "upgrade"], service).returncode == 0  # makes the state, as serve does
+    made = run(["keys", "create", "--name", "ops", "--scope", "cases:read"], service)
+    assert made.returncode == 0, made.stderr
+
+    lost = run(["keys", "list"], elsewhere)
+    assert lost.returncode == 2
+    assert f"{elsewhere / 'var' / 'agegate.db'} does not exist" in lost.stderr
+    assert "AGEGATE_VAR_DIR" in lost.stderr
+    assert list(elsewhere.iterdir()) == []  # nothing made up where the command ran
+
+    pointed = run(["keys", "list"], elsewhere, AGEGATE_VAR_DIR=str(service / "var"))
+    assert pointed.returncode == 0 and "ops" in pointed.stdout
+    assert list(elsewhere.iterdir()) == []
