@@ -1,4 +1,4 @@
-"""The `agegate` command, built on Flask's CLI."""
+"""The `agegate` command: click groups of agegate's own commands (agegate/cli_group.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from typing import Any
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import ScriptInfo, with_appcontext
 
-from agegate import create_app, logs, migrations
+from agegate import __version__, create_app, logs, migrations
 from agegate.api_keys import service as api_keys
 from agegate.api_keys.models import Scope
 from agegate.audit import service as audit
+from agegate.cli_group import CommandGroup
 from agegate.errors import AgegateError
 from agegate.extensions import db
 from agegate.jurisdictions import commands as jurisdictions_commands
@@ -36,17 +37,23 @@ def _app_with_existing_state() -> Flask:
     return create_app(existing_state=True)
 
 
-@click.group(
-    cls=FlaskGroup,
-    create_app=_app_with_existing_state,
-    add_version_option=False,
-    load_dotenv=False,
-)
+class _Agegate(CommandGroup):
+    sections = (
+        ("Run the service", ("serve", "worker", "db")),
+        ("Access", ("keys",)),
+        ("The jurisdiction table", ("jurisdictions",)),
+        ("Remediation", ("cases", "targets", "receipts", "audit")),
+        ("Trying agegate out", ("demo",)),
+    )
+
+
+@click.group(cls=_Agegate, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="agegate")
 def cli() -> None:
     """agegate: age checks, the jurisdiction table and child-data remediation."""
 
 
-@cli.command(with_appcontext=False)
+@cli.command()
 @click.option("--bind", default=None, metavar="HOST:PORT", help="Address to listen on.")
 def serve(bind: str | None) -> None:
     """Run the service (gunicorn; the embedded default needs no configuration)."""
@@ -60,7 +67,7 @@ def db_group() -> None:
     """The database schema."""
 
 
-@db_group.command("upgrade", with_appcontext=False)
+@db_group.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
     from agegate.db import make_engine
@@ -237,7 +244,7 @@ def receipts() -> None:
     """Deletion receipts."""
 
 
-@receipts.command("verify", with_appcontext=False)
+@receipts.command("verify")
 @click.argument("receipt_file", type=click.File("rb"))
 @click.option(
     "--jwks",
@@ -266,7 +273,7 @@ def receipts_verify(receipt_file: Any, jwks_source: str) -> None:
     click.echo(f"receipt verifies: case {receipt.get('case_id')}, key {document.get('kid')}")
 
 
-@receipts.command("new-key", with_appcontext=False)
+@receipts.command("new-key")
 def receipts_new_key() -> None:
     """Print a new Ed25519 signing key (PEM, PKCS#8) for AGEGATE_RECEIPT_SIGNING_KEY."""
     from agegate.remediation.receipts import new_key_pem
@@ -279,7 +286,7 @@ def demo() -> None:
     """The demo platform the embedded default purges."""
 
 
-@demo.command("seed", with_appcontext=False)
+@demo.command("seed")
 def demo_seed() -> None:
     """(Re)create the demo platform: a SQLite database and a media folder under var/demo."""
     from agegate import demo as demo_platform
@@ -309,7 +316,10 @@ def main() -> None:
         library_level=library if library in levels else "WARNING",
     )
     try:
-        exit_code = cli.main(standalone_mode=False)
+        exit_code = cli.main(
+            obj=ScriptInfo(create_app=_app_with_existing_state, set_debug_flag=False),
+            standalone_mode=False,
+        )
     except click.exceptions.Abort:
         sys.exit(1)
     except click.ClickException as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
+from agegate.cli_group import CommandGroup
 from agegate.db import utcnow
 from agegate.errors import ValidationError
 from agegate.extensions import db
@@ -16,7 +17,7 @@ from agegate.jurisdictions import codes, files, service
 from agegate.jurisdictions.schemas import format_instant
 
 
-@click.group("jurisdictions")
+@click.group("jurisdictions", cls=CommandGroup)
 def jurisdictions() -> None:
     """The jurisdiction table maintained by legal."""
 
@@ -28,7 +29,7 @@ def jurisdictions() -> None:
 @click.option("--replace", is_flag=True, help="Retire codes absent from the file (never default).")
 @with_appcontext
 def import_command(file: Path, reason: str | None, dry_run: bool, replace: bool) -> None:
-    """Import a CSV (or JSON {"rules": [...]}) file atomically."""
+    """Import a CSV file, or a JSON file of {"rules": a list of rules}, atomically."""
     from agegate.cli import cli_actor
 
     text = file.read_text(encoding="utf-8")

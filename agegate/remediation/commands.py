@@ -11,6 +11,7 @@ import marshmallow as ma
 from flask import current_app
 from flask.cli import with_appcontext
 
+from agegate.cli_group import CommandGroup
 from agegate.db import utcnow
 from agegate.jurisdictions.schemas import parse_instant
 from agegate.remediation.replay import CaseReplay, Replayer, TargetOutcome
@@ -28,7 +29,7 @@ def _since(ctx: click.Context, param: click.Parameter, value: str) -> datetime:
     return instant
 
 
-@click.group("cases")
+@click.group("cases", cls=CommandGroup)
 def cases() -> None:
     """Remediation cases."""
 

@@ -551,8 +551,14 @@ def test_cli_check_reports_every_target(tmp_path: Path, fake_kind: None) -> None
 
 
 def test_cli_check_without_a_file_or_with_a_bad_one_fails(tmp_path: Path) -> None:
-    result = _run(["check"], None)
-    assert result.exit_code == 1 and "AGEGATE_TARGETS_FILE is not set" in result.output
+    # No file named, and no service state where the embedded default's would be.
+    result = CliRunner().invoke(
+        targets_cli,
+        ["check"],
+        env={"AGEGATE_TARGETS_FILE": "", "AGEGATE_VAR_DIR": str(tmp_path / "nowhere")},
+    )
+    assert result.exit_code == 1 and "no agegate state here" in str(result.exception)
+    assert not (tmp_path / "nowhere").exists()
     path = tmp_path / "t.yaml"
     path.write_text("targets:\n  - {name: blobs, kind: s3}\n")
     result = _run(["check"], path)

@@ -83,6 +83,7 @@ def test_one_off_commands_use_the_services_state_or_say_where_they_looked(
     assert run(["db", "upgrade"], service).returncode == 0  # makes the state, as serve does
     made = run(["keys", "create", "--name", "ops", "--scope", "cases:read"], service)
     assert made.returncode == 0, made.stderr
+    assert made.stdout.endswith("\n")
 
     lost = run(["keys", "list"], elsewhere)
     assert lost.returncode == 2
@@ -92,4 +93,47 @@ def test_one_off_commands_use_the_services_state_or_say_where_they_looked(
 
     pointed = run(["keys", "list"], elsewhere, AGEGATE_VAR_DIR=str(service / "var"))
     assert pointed.returncode == 0 and "ops" in pointed.stdout
+    assert pointed.stdout.endswith("\n") and lost.stderr.endswith("\n")
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.timeout(120)
+def test_targets_commands_find_the_embedded_defaults_file_as_serve_does(tmp_path: Path) -> None:
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    assert run(["demo", "seed"], tmp_path).returncode == 0
+    checked = run(["targets", "check"], tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.splitlines() == ["platform-db sql ok", "media files ok"]
+    preview = run(["targets", "preview", "e2e-child-1"], tmp_path)
+    assert preview.returncode == 0 and preview.stdout.endswith("\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lost = run(["targets", "check"], elsewhere)
+    assert lost.returncode == 2 and "no agegate state here" in lost.stderr
+
+
+def cut(help_text: str) -> bool:
+    """Whether a summary was cut short ("...", after the usage line, whose "[ARGS]..." is
+    click's notation)."""
+    body = help_text.split("\n", 1)[1]
+    return "..." in body or "…" in body
+
+
+def test_the_help_lists_agegates_commands_only_grouped_and_whole(tmp_path: Path) -> None:
+    long, short = run(["--help"], tmp_path), run(["-h"], tmp_path)
+    assert long.returncode == short.returncode == 0 and long.stdout == short.stdout
+    listed = {line.split()[0] for line in long.stdout.splitlines() if line.startswith("  ")}
+    assert {"run", "shell", "routes"}.isdisjoint(listed)  # Flask's development commands
+    assert {"serve", "worker", "keys", "jurisdictions", "cases", "targets"} <= listed
+    for flask_only in ("--app", "--env-file", "--debug"):
+        assert flask_only not in long.stdout
+    for section in ("Run the service:", "Access:", "Remediation:", "The jurisdiction table:"):
+        assert section in long.stdout
+    assert not cut(long.stdout)
+    for group in ("keys", "jurisdictions", "cases", "targets", "receipts", "audit", "db"):
+        sub = run([group, "-h"], tmp_path)
+        assert sub.returncode == 0 and not cut(sub.stdout), group
+    version = run(["--version"], tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("agegate, version ")
+    assert run(["-V"], tmp_path).stdout == version.stdout
+    assert list(tmp_path.iterdir()) == []  # asking for help makes no state

@@ -1,7 +1,8 @@
 """`agegate targets check|preview`: what an operator runs before trusting a targets file.
 
-Plain click, no Flask app: the targets file and the platform's stores are all these commands
-need, so they work where the service's own database is not configured.
+No Flask app: the targets file and the platform's stores are all these commands need, so
+they work where the service's own database is not configured. Without AGEGATE_TARGETS_FILE
+they use the file `agegate serve` would, the embedded default's demo platform included.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from agegate.cli_group import CommandGroup
 from agegate.remediation.targets.base import TargetConfigError, checked_account_id, refusal
 from agegate.remediation.targets.config import Targets, load_targets
 from agegate.remediation.targets.ids import PATTERN_KEY
@@ -18,19 +20,39 @@ from agegate.remediation.targets.ids import PATTERN_KEY
 TARGETS_FILE_ENV = "AGEGATE_TARGETS_FILE"
 
 
-@click.group("targets")
+@click.group("targets", cls=CommandGroup)
 def targets() -> None:
-    """The purge targets named in AGEGATE_TARGETS_FILE."""
+    """The purge targets: AGEGATE_TARGETS_FILE, or the embedded default's demo platform."""
 
 
 def _load() -> Targets:
-    path = os.environ.get(TARGETS_FILE_ENV, "").strip()
-    if not path:
-        raise click.ClickException(f"{TARGETS_FILE_ENV} is not set: name the targets file")
     try:
-        return load_targets(Path(path), os.environ)
+        return load_targets(_targets_file(), os.environ)
     except TargetConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _targets_file() -> Path:
+    """The file `agegate serve` would use: AGEGATE_TARGETS_FILE, else, in the embedded
+    default, the demo platform's file in the service's state folder."""
+    named = os.environ.get(TARGETS_FILE_ENV, "").strip()
+    if named:
+        return Path(named)
+    from agegate import demo
+    from agegate.settings import load_settings
+
+    settings = load_settings(existing_state=True)
+    if settings.targets_file is not None:
+        return settings.targets_file
+    if not settings.embedded:
+        raise click.ClickException(f"{TARGETS_FILE_ENV} is not set: name the targets file")
+    path = demo.targets_file(settings.var_dir)
+    if not path.is_file():
+        raise click.ClickException(
+            f"{TARGETS_FILE_ENV} is not set, and the embedded default's demo targets file "
+            f"{path.resolve()} does not exist (`agegate demo seed` makes it)"
+        )
+    return path
 
 
 def _reason(exc: Exception) -> str:
