@@ -40,7 +40,7 @@ def create_app(
 ) -> Flask:
     """Build the WSGI application; settings come from defaults, AGEGATE_* and `overrides`.
     With `existing_state` (one-off commands) the embedded default's state must exist."""
-    from agegate import edge, health, migrations
+    from agegate import edge, health, migrations, preflight
     from agegate.age_checks import views as age_check_views
     from agegate.age_checks.lockouts import Lockouts
     from agegate.age_checks.recorder import CheckRecorder
@@ -66,11 +66,10 @@ def create_app(
         # The embedded default sets itself up: a fresh machine needs no separate step.
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         migrations.upgrade(app.extensions["agegate.engine"])
-    elif migrations.pending(app.extensions["agegate.engine"]):
-        # Production migrates as a separate step; serving an old schema would fail later.
-        raise SettingsError(
-            ["AGEGATE_DATABASE_URL: the schema is not up to date: run `agegate db upgrade`"]
-        )
+    elif problems := preflight.database_problems(settings):
+        # A database that does not exist, refuses the user or is behind the code's schema
+        # (production migrates as a separate step): serving it would fail later.
+        raise SettingsError(problems)
     store.init_app(app, settings, app.extensions["agegate.engine"])
 
     engine = app.extensions["agegate.engine"]

@@ -8,6 +8,7 @@ import gc
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 from typing import Any
 
@@ -56,6 +57,15 @@ metrics_dir = os.environ.setdefault(
 
 
 def on_starting(server: object) -> None:
+    """Before the socket opens: every configuration problem, or none (agegate/preflight.py)."""
+    from agegate import preflight
+    from agegate.settings import SettingsError, load_settings
+
+    try:
+        preflight.check(load_settings())
+    except SettingsError as exc:
+        sys.stderr.write(f"agegate: {exc}\n")
+        raise SystemExit(2) from None
     if _own_metrics_dir:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
-import os
 from datetime import timedelta
 
 from flask import Flask
 
 from agegate.flags.models import Confidence
+from agegate.remediation import startup
 from agegate.remediation.engine import Worker
-from agegate.remediation.receipts import ReceiptSigner, load_signer
-from agegate.remediation.targets.base import PurgeTarget
-from agegate.remediation.targets.http import HttpRequest
+from agegate.remediation.receipts import ReceiptSigner
 from agegate.remediation.workflow import EngineConfig
-from agegate.settings import Settings, SettingsError
+from agegate.settings import Settings
 
 
 def init_app(app: Flask, settings: Settings, version: str) -> None:
-    try:
-        signer = load_signer(settings.receipt_signing_key, settings.var_dir, settings.embedded)
-    except ValueError as exc:
-        raise SettingsError([f"AGEGATE_RECEIPT_SIGNING_KEY: {exc}"]) from None
-    if signer is None:
-        raise SettingsError(
-            [
-                "AGEGATE_RECEIPT_SIGNING_KEY: required outside the embedded default (PEM, PKCS#8 Ed25519)"
-            ]
-        )
+    signer = startup.signer_of(settings)
     app.extensions["agegate.signer"] = signer
     _register_key(app, signer)
-    targets, hooks = _targets(settings)
+    targets, hooks = startup.targets_of(settings)
     app.extensions["agegate.targets"] = targets
     app.extensions["agegate.engine_config"] = EngineConfig(
         grace={
@@ -43,40 +31,6 @@ def init_app(app: Flask, settings: Settings, version: str) -> None:
         version=version,
         hooks=hooks,
     )
-
-
-def _targets(
-    settings: Settings,
-) -> tuple[tuple[PurgeTarget, ...], dict[str, tuple[HttpRequest, ...]]]:
-    path = settings.targets_file
-    if path is None and settings.embedded:
-        # The embedded default purges the demo platform, made on first start.
-        from agegate import demo
-
-        path = demo.targets_file(settings.var_dir)
-        if not path.exists():
-            demo.seed(settings.var_dir)
-    if path is None:
-        return (), {}
-    for module in settings.target_plugins:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise SettingsError(
-                [f"AGEGATE_TARGET_PLUGINS: cannot import {module!r} ({exc})"]
-            ) from None
-    from agegate.remediation.targets.base import TargetConfigError
-    from agegate.remediation.targets.config import load_targets
-
-    try:
-        loaded = load_targets(path, os.environ)
-        hooks = {
-            phase: tuple(HttpRequest.from_config(raw, f"hooks.{phase}") for raw in entries)
-            for phase, entries in loaded.hooks.items()
-        }
-    except TargetConfigError as exc:
-        raise SettingsError([f"AGEGATE_TARGETS_FILE: {exc}"]) from None
-    return loaded.targets, hooks
 
 
 def make_worker(app: Flask) -> Worker:

@@ -137,3 +137,35 @@ def test_the_help_lists_agegates_commands_only_grouped_and_whole(tmp_path: Path)
     assert version.returncode == 0 and version.stdout.startswith("agegate, version ")
     assert run(["-V"], tmp_path).stdout == version.stdout
     assert list(tmp_path.iterdir()) == []  # asking for help makes no state
+
+
+@pytest.mark.timeout(180)
+def test_every_configuration_problem_is_reported_before_listening(tmp_path: Path) -> None:
+    from tests.support.servers import PrivatePostgres
+
+    server = PrivatePostgres()
+    server.start()
+    try:
+        missing_database = server.url("nosuchdb").replace("postgres@", "postgres:sekret-pw@")
+        broken = tmp_path / "targets.yaml"
+        broken.write_text("targets:\n  - name: a\n    kind: sql\n   url: x\n")
+        env = {
+            "AGEGATE_DATABASE_URL": missing_database,
+            "AGEGATE_SECRET_KEY": "k" * 40,
+            "AGEGATE_TARGETS_FILE": str(broken),
+        }
+        started = run(["serve", "--bind", f"127.0.0.1:{free_port()}"], tmp_path, **env)
+        one_off = run(["keys", "list"], tmp_path, **env)
+    finally:
+        server.remove()
+    output = started.stdout + started.stderr
+    assert started.returncode == 2 and "Listening" not in output
+    for problem in (
+        "AGEGATE_DATABASE_URL: the database 'nosuchdb' does not exist on 127.0.0.1:",
+        "AGEGATE_RECEIPT_SIGNING_KEY: required outside the embedded default",
+        "AGEGATE_TARGETS_FILE: targets.yaml: not valid YAML: line 4, column 4:",
+    ):
+        assert problem in started.stderr, started.stderr
+    assert one_off.returncode == 2 and "'nosuchdb' does not exist" in one_off.stderr
+    assert "sekret-pw" not in output + one_off.stdout + one_off.stderr
+    assert "unreachable" not in output + one_off.stderr

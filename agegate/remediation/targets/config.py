@@ -205,7 +205,7 @@ def load_targets(path: Path, environ: Mapping[str, str]) -> Targets:
     except OSError as exc:
         raise TargetConfigError(f"{label}: cannot read the targets file: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise TargetConfigError(f"{label}: not valid YAML: {exc}") from None
+        raise TargetConfigError(f"{label}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise TargetConfigError(f"{label}: expected a mapping with a 'targets:' list")
     top = Fields(data, label, ("targets", "hooks"))
@@ -361,3 +361,12 @@ def _refuse_literal_secrets(raw: Mapping[str, Any], where: str, problems: list[s
                 problems.append(
                     f"{where}: url: carries a password; put the URL in the environment (${{VAR}})"
                 )
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's complaint on one line, with where in the file it is."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
