@@ -238,6 +238,36 @@ def test_shipped_table_is_complete_and_cited() -> None:
     assert {"GP", "MQ", "GF", "RE", "YT", "AX", "PR", "GU"} <= codes
 
 
+def test_enacted_laws_in_the_shipped_table_take_over_by_themselves() -> None:
+    """An enacted law with a future commencement is in force from that day, not `proposed`
+    (which never applies): India's DPDP Act takes the age to 18 on 13 May 2027."""
+    from datetime import UTC, datetime
+
+    from agegate.jurisdictions.rules import RuleTable, RuleVersion
+
+    text = (config_dir() / "jurisdictions.csv").read_text(encoding="utf-8")
+    now, counts = datetime(2026, 12, 7, tzinfo=UTC), dict[str, int]()
+    versions = []
+    for i, rule in enumerate(files.parse_rules(files.read_csv(text))):
+        counts[rule.code] = counts.get(rule.code, 0) + 1
+        versions.append(
+            RuleVersion(
+                id=i + 1,
+                version=counts[rule.code],
+                retired=False,
+                changed_by="test",
+                changed_at=now,
+                change_reason="shipped table",
+                **{f: getattr(rule, f) for f in ("code", "minimum_age", "effective_from")},
+                **{f: getattr(rule, f) for f in ("status", "citation", "notes", "source_url")},
+            )
+        )
+    table = RuleTable.build(1, versions)
+    before, after = datetime(2027, 5, 12, 9, tzinfo=UTC), datetime(2027, 5, 13, 12, tzinfo=UTC)
+    assert table.resolve("IN", None, before).rule.minimum_age == 13
+    assert table.resolve("IN", None, after).rule.minimum_age == 18
+
+
 def test_first_start_loads_the_shipped_table(
     app_factory: Callable[..., Flask], make_key: Callable[..., dict[str, str]]
 ) -> None:
