@@ -228,6 +228,7 @@ def test_shipped_table_is_complete_and_cited() -> None:
         "JP",
         "IN",
         "BR",
+        "CL",
         "ID",
         "VN",
         "AU",
@@ -266,6 +267,8 @@ def test_enacted_laws_in_the_shipped_table_take_over_by_themselves() -> None:
     before, after = datetime(2027, 5, 12, 9, tzinfo=UTC), datetime(2027, 5, 13, 12, tzinfo=UTC)
     assert table.resolve("IN", None, before).rule.minimum_age == 13
     assert table.resolve("IN", None, after).rule.minimum_age == 18
+    chile = table.resolve("CL", None, datetime(2026, 12, 7, tzinfo=UTC))
+    assert (chile.matched, chile.rule.minimum_age) == ("country", 14)  # Ley 21.719
 
 
 def test_first_start_loads_the_shipped_table(
