@@ -269,6 +269,8 @@ def test_enacted_laws_in_the_shipped_table_take_over_by_themselves() -> None:
     assert table.resolve("IN", None, after).rule.minimum_age == 18
     chile = table.resolve("CL", None, datetime(2026, 12, 7, tzinfo=UTC))
     assert (chile.matched, chile.rule.minimum_age) == ("country", 14)  # Ley 21.719
+    italy = table.resolve("IT", None, datetime(2026, 12, 7, tzinfo=UTC)).rule
+    assert italy.minimum_age == 14 and "n. 132" in italy.citation  # the AI law decides now
 
 
 def test_first_start_loads_the_shipped_table(
