@@ -5,6 +5,7 @@ never makes up a fresh state where it happens to run."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -26,8 +27,15 @@ def newcomer_env() -> dict[str, str]:
 
 @pytest.mark.timeout(300)
 def test_the_wheel_carries_the_defaults_and_the_shipped_table(tmp_path: Path) -> None:
+    # Built from a copy: an in-tree build would leave build/ and *.egg-info in the checkout.
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT / "agegate", source / "agegate", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
         check=True,
         capture_output=True,
         timeout=240,
