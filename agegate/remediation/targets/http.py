@@ -113,7 +113,6 @@ class _Deadline:
 
     def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
         self.connection = connection
-        self.seconds = seconds
         self.socket: socket.socket | None = None
         self.ends = time.monotonic() + seconds
         self.timer = threading.Timer(seconds, self._cut)
@@ -226,10 +225,9 @@ class HttpRequest:
         return exchange(self.name, target, method, headers, body, self.timeout)
 
     def check(self) -> None:
-        parts = urlsplit(self.url.replace("{account_id}", "x"))
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        _, host, port = origin(self.url.replace("{account_id}", "x")) or ("", "", 0)
         try:
-            socket.create_connection((parts.hostname or "", port), timeout=self.timeout).close()
+            socket.create_connection((host, port), timeout=self.timeout).close()
         except OSError as exc:
             raise TargetError(f"{self.name}: cannot connect ({type(exc).__name__})") from None
 
